@@ -1,0 +1,316 @@
+"""The `geobench` command line: a thin Typer shell over the library.
+
+Each command parses its options, calls one library function and prints the result
+(tables on stdout, progress on stderr). Heavy libraries (torch, cv2, faiss, h5py,
+matplotlib) are imported inside the commands so `geobench --help` stays instant.
+User errors (GeobenchError) are printed on one line to stderr with a non-zero exit.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from geobench.errors import GeobenchError, NotImplementedYet, UsageError, one_line
+from geobench.progress import set_quiet
+
+app = typer.Typer(
+    name="geobench",
+    help="Cross-view and visual geo-localization: datasets, preprocessing, training, "
+    "evaluation and reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Silence progress bars.")]
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a command whose GeobenchErrors become one-line messages and exit codes."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            set_quiet(bool(kw.get("quiet", False)))
+            try:
+                return func(*a, **kw)
+            except GeobenchError as exc:
+                typer.echo(f"error: {one_line(str(exc))}", err=True)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                typer.echo("error: interrupted; completed outputs were kept, partial ones "
+                           "discarded; re-run the same command to continue", err=True)
+                raise typer.Exit(130) from None
+
+        return app.command(*args, **kwargs)(wrapper)
+
+    return decorate
+
+
+def out_console():
+    from rich.console import Console
+
+    return Console(file=sys.stdout, soft_wrap=True)
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    out_console().print(table)
+
+
+def not_yet(what: str, issue: int) -> NotImplementedYet:
+    return NotImplementedYet(f"`geobench {what}` is not implemented yet (tracked in issue {issue}); "
+                             f"see `geobench --help` for the commands that work today")
+
+
+def parse_size(text: str, option: str) -> tuple[int, int]:
+    """Parse 'HxW' into (H, W)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        if h <= 0 or w <= 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not a size; write it as HEIGHTxWIDTH, "
+                         f"e.g. 112x616") from None
+    return h, w
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def _has_adapter(name: str) -> str:
+    import geobench.datasets  # noqa: F401  (importing registers the adapters)
+    from geobench.datasets.registry import DATASETS
+
+    return "yes" if name in DATASETS else "no"
+
+
+@command("datasets")
+def datasets_cmd(
+    name: Annotated[Optional[str], typer.Argument(help="Show one dataset's full card.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """List the datasets geobench knows (datasets.yaml) with access and protocol."""
+    from geobench.catalog import load_catalog
+
+    catalog = load_catalog()
+    if name is None:
+        rows = [[s.name, s.task, s.default_protocol, s.access_kind, _has_adapter(s.name),
+                 s.description] for s in catalog.values()]
+        print_table("datasets", ["name", "task", "protocol", "access", "adapter", "description"],
+                    rows)
+        return
+    spec = catalog.get(name)
+    if spec is None:
+        from geobench.catalog import unknown_dataset
+
+        raise unknown_dataset(name, catalog)
+    print_table(f"dataset {name}", ["field", "value"], [[k, v] for k, v in spec.card_rows()])
+
+
+@command("download")
+def download_cmd(
+    name: Annotated[str, typer.Argument(help="Dataset name from `geobench datasets`, or a URL.")],
+    root: Annotated[Path, typer.Option(help="Folder to download and extract into.")] = Path("data"),
+    mirror: Annotated[Optional[str], typer.Option(help="URL prefix replacing the origin.")] = None,
+    from_: Annotated[Optional[Path], typer.Option("--from", help="A file or folder you already "
+                                                  "have (for gated datasets).")] = None,
+    sha256: Annotated[Optional[str], typer.Option(help="Expected sha256 (URL mode).")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Download a dataset (or one URL) with resume, checksum and safe extraction."""
+    raise not_yet("download", 4)
+
+
+@command("prepare")
+def prepare_cmd(
+    name: Annotated[str, typer.Argument(help="Dataset name (see `geobench datasets`).")],
+    out: Annotated[Path, typer.Option(help="Prepared dataset directory to write.")],
+    root: Annotated[Optional[Path], typer.Option(help="Raw dataset root in its real layout.")] = None,
+    polar: Annotated[bool, typer.Option(help="Also write polar-transformed aerial images.")] = False,
+    polar_size: Annotated[str, typer.Option(help="Polar image size HxW.")] = "112x616",
+    strict: Annotated[bool, typer.Option(help="Fail on the first missing/corrupt image.")] = False,
+    pairs: Annotated[int, typer.Option(help="synthetic: training pairs.")] = 400,
+    test_pairs: Annotated[int, typer.Option(help="synthetic: test pairs.")] = 200,
+    seed: Annotated[int, typer.Option(help="synthetic: world seed.")] = 0,
+    layout: Annotated[str, typer.Option(help="synthetic: cvusa | vigor | vg.")] = "cvusa",
+    cities: Annotated[int, typer.Option(help="synthetic: number of cities.")] = 1,
+    preset: Annotated[str, typer.Option(help="synthetic: easy | standard | hard.")] = "standard",
+    quiet: Quiet = False,
+) -> None:
+    """Index a raw dataset (or generate the synthetic world) into DS/index.csv, positives.csv."""
+    raise not_yet("prepare", 4)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@command("polar")
+def polar_cmd(
+    src: Annotated[Path, typer.Argument(help="Folder (recursive) or list file of aerial images.")],
+    dst: Annotated[Path, typer.Argument(help="Output folder (mirrors SRC's relative paths).")],
+    size: Annotated[str, typer.Option(help="Output size HxW.")] = "112x616",
+    north: Annotated[str, typer.Option(help="center (SAFA code) | left (seed paper).")] = "center",
+    radius: Annotated[str, typer.Option(help="safa: (S/2)(H-1-i)/H | seed: (S/2)(H-i)/H.")] = "safa",
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    format: Annotated[str, typer.Option("--format", help="png | jpg.")] = "png",
+    crop_square: Annotated[bool, typer.Option(help="Centre-crop non-square images.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Polar-transform aerial images so they line up with north-centred panoramas."""
+    raise not_yet("polar", 3)
+
+
+@command("crop")
+def crop_cmd(
+    src: Annotated[Path, typer.Argument(help="Folder or list file of panoramas.")],
+    dst: Annotated[Path, typer.Argument(help="Output folder.")],
+    fov: Annotated[float, typer.Option(help="Horizontal field of view in degrees.")],
+    mode: Annotated[str, typer.Option(help="shift | perspective.")] = "shift",
+    yaw: Annotated[str, typer.Option(help="random or a heading in degrees.")] = "random",
+    pitch: Annotated[float, typer.Option(help="Pitch in degrees (perspective).")] = 0.0,
+    size: Annotated[Optional[str], typer.Option(help="Output size HxW.")] = None,
+    per_image: Annotated[int, typer.Option(help="Crops per panorama.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Crop panoramas to a limited field of view (shifted strips or pinhole views)."""
+    raise not_yet("crop", 3)
+
+
+@command("mine")
+def mine_cmd(
+    ds: Annotated[Path, typer.Argument(help="Prepared dataset directory.")],
+    split: Annotated[str, typer.Option(help="Split to mine.")] = "test",
+    radius: Annotated[float, typer.Option(help="Evaluation positive radius (m).")] = 25.0,
+    train_radius: Annotated[float, typer.Option(help="Training positive radius (m).")] = 10.0,
+    negative_radius: Annotated[float, typer.Option(help="Negatives lie beyond (m).")] = 25.0,
+    quiet: Quiet = False,
+) -> None:
+    """Mine GPS positives by radius search and write them to DS/positives.csv."""
+    raise not_yet("mine", 3)
+
+
+# --------------------------------------------------------------------------- models, train, eval
+
+
+@command("models")
+def models_cmd(
+    name: Annotated[Optional[str], typer.Argument(help="Show one model's card.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """List the registered models with their cards."""
+    raise not_yet("models", 6)
+
+
+@command("train")
+def train_cmd(
+    model: Annotated[str, typer.Argument(help="Registered model name (see `geobench models`).")],
+    data: Annotated[Path, typer.Option(help="Prepared dataset directory.")],
+    out: Annotated[Path, typer.Option(help="Run directory.")],
+    config: Annotated[Optional[Path], typer.Option(help="YAML config overriding the card.")] = None,
+    epochs: Annotated[Optional[int], typer.Option()] = None,
+    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    lr: Annotated[Optional[float], typer.Option()] = None,
+    max_steps: Annotated[Optional[int], typer.Option()] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu | cuda.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp")] = None,
+    workers: Annotated[Optional[int], typer.Option()] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from RUN/checkpoint.pt.")] = False,
+    weights: Annotated[Optional[Path], typer.Option(help="Local backbone weights file.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Model preset, e.g. tiny.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Evaluate every N epochs.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a registered model on a prepared dataset."""
+    raise not_yet("train", 7)
+
+
+@command("eval")
+def eval_cmd(
+    run: Annotated[Optional[Path], typer.Argument(help="Run directory of a trained model.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Prepared dataset (RUN mode).")] = None,
+    split: Annotated[str, typer.Option(help="Split to evaluate (RUN mode).")] = "test",
+    features: Annotated[Optional[Path], typer.Option(help="Features HDF5 of any model.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory.")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="Named protocol.")] = None,
+    k: Annotated[str, typer.Option("--k", help="Recall cut-offs, comma separated.")] = "1,5,10",
+    memory: Annotated[str, typer.Option(help="Memory budget for the search, e.g. 2GB.")] = "2GB",
+    save_topk: Annotated[int, typer.Option(help="Top-K neighbours to store.")] = 100,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate a run on a prepared split, or a features file, under a named protocol."""
+    raise not_yet("eval", 5)
+
+
+@command("report")
+def report_cmd(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Runs or folders.")] = None,
+    table: Annotated[bool, typer.Option(help="Print the table.")] = False,
+    format: Annotated[str, typer.Option("--format", help="rich | md | csv | latex.")] = "rich",
+    sort: Annotated[Optional[str], typer.Option(help="Column to sort by.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write recall@K curves to this PNG.")] = None,
+    paper: Annotated[Optional[str], typer.Option(help="Add published rows for a dataset.")] = None,
+    check: Annotated[Optional[Path], typer.Option(help="Baseline metrics CSV to compare.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Allowed drop in points.")] = 1.0,
+    quiet: Quiet = False,
+) -> None:
+    """Collect metrics.csv files into tables and curves; check against a baseline."""
+    raise not_yet("report", 5)
+
+
+# --------------------------------------------------------------------------- tooling
+
+
+@command("bench")
+def bench_cmd(
+    stage: Annotated[str, typer.Argument(help="prep | mine | eval | models | train | "
+                                         "synthetic | all.")] = "all",
+    quick: Annotated[bool, typer.Option(help="Small sizes (a couple of minutes).")] = False,
+    out: Annotated[Path, typer.Option(help="Where bench.csv and bench.h5 go.")] = Path("bench"),
+    quiet: Quiet = False,
+) -> None:
+    """Measure each stage against its floor on this machine and report ratios."""
+    raise not_yet("bench", 8)
+
+
+@command("doctor")
+def doctor_cmd(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    root: Annotated[Path, typer.Option(help="Raw dataset root.")],
+    deep: Annotated[bool, typer.Option(help="Fully decode every image.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Check a local copy of a dataset before training on it."""
+    raise not_yet("doctor", 4)
+
+
+@command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Demo output directory.")] = Path("geobench-demo"),
+    model: Annotated[str, typer.Option(help="Registered model (tiny preset).")] = "mixvpr",
+    quiet: Quiet = False,
+) -> None:
+    """Synthetic world → train a tiny model → evaluate → recall table and curve."""
+    raise not_yet("demo", 2)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
