@@ -130,7 +130,22 @@ def download_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Download a dataset (or one URL) with resume, checksum and safe extraction."""
-    raise not_yet("download", 4)
+    from geobench.download import download_dataset, download_url
+
+    if "://" in name:
+        if from_ is not None or mirror is not None:
+            raise UsageError("--from and --mirror apply to dataset names, not to a URL")
+        result = download_url(name, root, sha256)
+    else:
+        if sha256 is not None:
+            raise UsageError("--sha256 applies to a URL; dataset checksums come from "
+                             "datasets.yaml")
+        result = download_dataset(name, root, mirror=mirror, from_path=from_)
+    rows = [[f.name, f.action, f"{f.size:,}", f.sha256[:16], f.extracted] for f in result.files]
+    print_table(f"{result.dataset} -> {result.root}", ["file", "action", "bytes", "sha256",
+                                                       "extraction"], rows)
+    if "://" not in name:
+        typer.echo(f"next: geobench prepare {name} --root {result.root} --out DS")
 
 
 @command("prepare")
@@ -147,10 +162,40 @@ def prepare_cmd(
     layout: Annotated[str, typer.Option(help="synthetic: cvusa | vigor | vg.")] = "cvusa",
     cities: Annotated[int, typer.Option(help="synthetic: number of cities.")] = 1,
     preset: Annotated[str, typer.Option(help="synthetic: easy | standard | hard.")] = "standard",
+    protocol: Annotated[Optional[str], typer.Option(help="vigor: same | cross.")] = None,
+    corrected: Annotated[bool, typer.Option(help="vigor: use splits__corrected labels.")] = False,
+    queries_folder: Annotated[Optional[str], typer.Option(
+        help="VG datasets: queries folder name (sf_xl default queries_v1).")] = None,
+    drop_distractors: Annotated[bool, typer.Option(
+        help="university1652: drop gallery buildings absent from the queries.")] = False,
+    model: Annotated[Optional[str], typer.Option(help="Take the polar size from this model's "
+                                                 "card.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Index a raw dataset (or generate the synthetic world) into DS/index.csv, positives.csv."""
-    raise not_yet("prepare", 4)
+    if name == "synthetic":
+        raise not_yet("prepare synthetic", 2)
+    from geobench.datasets import prepare_dataset
+    from geobench.prepared import counts
+
+    options: dict[str, Any] = {"strict": strict}
+    if polar:
+        options.update(polar=True, polar_size=parse_size(polar_size, "--polar-size"), model=model)
+    for key, value in (("protocol", protocol), ("queries_folder", queries_folder)):
+        if value is not None:
+            options[key] = value
+    if corrected:
+        options["corrected"] = True
+    if drop_distractors:
+        options["drop_distractors"] = True
+    if root is None:
+        raise UsageError(f"prepare {name}: --root is required; point it at your raw copy of "
+                         f"{name} (see `geobench datasets {name}` for its layout)")
+    ds = prepare_dataset(name, root, out, options)
+    rows = [[*key.split("/"), n] for key, n in counts(ds.index).items()]
+    rows += [["positives", kind, "", n] for kind, n in ds.manifest["n_positives"].items()]
+    rows += [["missing", view, "", n] for view, n in ds.manifest["missing_images"].items()]
+    print_table(f"prepared {name} -> {out}", ["split", "role", "view", "count"], rows)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -170,12 +215,25 @@ def polar_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Polar-transform aerial images so they line up with north-centred panoramas."""
-    raise not_yet("polar", 3)
+    from geobench.geometry.polar import PolarParams, polar_folder
+
+    params = PolarParams(size=parse_size(size, "--size"), north=north, radius=radius,
+                         format=format, crop_square=crop_square)
+    report = polar_folder(src, dst, params, workers=workers, strict=strict)
+    rate = report.written / report.seconds if report.seconds > 0 else 0.0
+    print_table(f"polar {src} -> {dst}", ["images", "written", "skipped", "failed", "size",
+                                          "north", "radius", "img/s"],
+                [[report.total, report.written, report.skipped, len(report.failed), size,
+                  north, radius, f"{rate:.1f}"]])
+    for path, reason in report.failed:
+        typer.echo(f"failed: {one_line(reason)}", err=True)
+    report.raise_for_failures()
 
 
 @command("crop")
 def crop_cmd(
-    src: Annotated[Path, typer.Argument(help="Folder or list file of panoramas.")],
+    src: Annotated[Path, typer.Argument(help="Folder or list file of panoramas, or a prepared "
+                                        "dataset (then DST becomes a prepared dataset).")],
     dst: Annotated[Path, typer.Argument(help="Output folder.")],
     fov: Annotated[float, typer.Option(help="Horizontal field of view in degrees.")],
     mode: Annotated[str, typer.Option(help="shift | perspective.")] = "shift",
@@ -184,10 +242,46 @@ def crop_cmd(
     size: Annotated[Optional[str], typer.Option(help="Output size HxW.")] = None,
     per_image: Annotated[int, typer.Option(help="Crops per panorama.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    pad_offset: Annotated[float, typer.Option(help="Perspective: shift of a vertically cropped "
+                                              "panorama's band centre, fraction of the 2:1 "
+                                              "height (+ = down).")] = 0.0,
+    format: Annotated[str, typer.Option("--format", help="jpg | png.")] = "jpg",
+    references: Annotated[str, typer.Option(help="Dataset SRC: panorama (panoramas become the "
+                                            "references) | keep.")] = "panorama",
+    split: Annotated[Optional[str], typer.Option(help="Dataset SRC: only this split.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Crop panoramas to a limited field of view (shifted strips or pinhole views)."""
-    raise not_yet("crop", 3)
+    from geobench.geometry.crops import CropParams
+    from geobench.geometry.cropset import crop_dataset, crop_folder
+
+    if yaw.strip().lower() == "random":
+        yaw_deg = None
+    else:
+        try:
+            yaw_deg = float(yaw)
+        except ValueError:
+            raise UsageError(f"--yaw {yaw!r} is neither 'random' nor a number of "
+                             f"degrees") from None
+    params = CropParams(fov=fov, mode=mode, yaw=yaw_deg, pitch=pitch,
+                        size=parse_size(size, "--size") if size else None, per_image=per_image,
+                        seed=seed, pad_offset=pad_offset, format=format)
+    if (src / "manifest.json").is_file():
+        report = crop_dataset(src, dst, params, split=split, references=references,
+                              workers=workers, strict=strict)
+        where = f"{dst} (prepared dataset, crops in {dst / 'crops'})"
+    else:
+        report = crop_folder(src, dst, params, workers=workers, strict=strict)
+        where = str(dst)
+    print_table(f"{mode} crops -> {where}", ["panoramas", "crops", "written", "skipped",
+                                            "failed", "fov", "seed"],
+                [[report.written + report.skipped + len(report.failed), len(report.rows),
+                  report.written, report.skipped, len(report.failed), f"{fov:g}", seed]])
+    for path, reason in report.failed:
+        typer.echo(f"failed: {one_line(reason)}", err=True)
+    report.raise_for_failures()
 
 
 @command("mine")
@@ -197,10 +291,22 @@ def mine_cmd(
     radius: Annotated[float, typer.Option(help="Evaluation positive radius (m).")] = 25.0,
     train_radius: Annotated[float, typer.Option(help="Training positive radius (m).")] = 10.0,
     negative_radius: Annotated[float, typer.Option(help="Negatives lie beyond (m).")] = 25.0,
+    metric: Annotated[str, typer.Option(help="auto | utm | latlon (great-circle).")] = "auto",
     quiet: Quiet = False,
 ) -> None:
     """Mine GPS positives by radius search and write them to DS/positives.csv."""
-    raise not_yet("mine", 3)
+    from geobench.mining import MineOptions, mine_dataset
+
+    report = mine_dataset(ds, MineOptions(split=split, radius=radius, train_radius=train_radius,
+                                          negative_radius=negative_radius, metric=metric))
+    rows = [[kind, n, report.n_queries, report.n_references] for kind, n in report.links.items()]
+    print_table(f"mined {ds} split {split} ({report.metric}, <= {radius:g} m)",
+                ["kind", "links", "queries", "references"], rows)
+    none = report.no_positive
+    if none:
+        shown = ", ".join(none[:5]) + (", ..." if len(none) > 5 else "")
+        typer.echo(f"{len(none)} of {report.n_queries} queries have no positive within "
+                   f"{radius:g} m: {shown}")
 
 
 # --------------------------------------------------------------------------- models, train, eval
@@ -281,10 +387,44 @@ def bench_cmd(
                                          "synthetic | all.")] = "all",
     quick: Annotated[bool, typer.Option(help="Small sizes (a couple of minutes).")] = False,
     out: Annotated[Path, typer.Option(help="Where bench.csv and bench.h5 go.")] = Path("bench"),
+    check: Annotated[Optional[Path], typer.Option(help="Baseline bench.csv: exit non-zero on a "
+                                                  "ratio regression.")] = None,
+    tolerance: Annotated[Optional[float], typer.Option(
+        help="Allowed worsening as a fraction of the baseline ratio (default: the baseline's "
+             "per-row tolerance column, else 0.25).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Threads for floor and measurement "
+                                                   "(default: all CPUs).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Measure each stage against its floor on this machine and report ratios."""
-    raise not_yet("bench", 8)
+    from geobench.bench.check import check_rows, read_baseline
+    from geobench.bench.collect import BenchOptions, collect, resolve_stages
+    from geobench.bench.output import bench_table, check_table, write_bench
+
+    stages = resolve_stages(stage)
+    if tolerance is not None and not tolerance >= 0:
+        raise UsageError(f"--tolerance {tolerance} must be a fraction >= 0, e.g. 0.25 for 25%")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads} must be at least 1")
+    baseline = read_baseline(check) if check is not None else None  # fail before measuring
+    run = collect(BenchOptions(stages=stages, quick=quick, threads=threads, quiet=quiet))
+    checked = (check_rows(run.rows, baseline, tolerance, baseline_path=str(check))
+               if baseline is not None else None)
+    paths = write_bench(run, out, checked)
+    console = out_console()
+    console.print(bench_table(run.rows, title=f"geobench bench {stage}"
+                                              f"{' --quick' if quick else ''}"))
+    counts = {s: sum(r.status == s for r in run.rows) for s in ("pass", "miss", "info", "error")}
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items())
+                  + f"; wrote {', '.join(str(p) for p in paths)}")
+    problems = [f"stage {r.stage}: {r.error}" for r in run.errors]
+    if checked is not None:
+        console.print(check_table(checked))
+        problems += [f"{line.describe()} (baseline {check})" for line in checked.failed]
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
 
 
 @command("doctor")
@@ -295,7 +435,15 @@ def doctor_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Check a local copy of a dataset before training on it."""
-    raise not_yet("doctor", 4)
+    from geobench.doctor import doctor
+
+    report = doctor(name, root, deep=deep)
+    print_table(f"doctor {name} {root}", ["check", "status", "detail", "fix"],
+                [[c.name, c.status.upper(), c.detail, c.fix] for c in report.checks])
+    verdict = "usable" if report.usable else "NOT usable: fix the FAIL rows above"
+    typer.echo(f"{name} at {root}: {verdict}")
+    if not report.usable:
+        raise typer.Exit(1)
 
 
 @command("demo")

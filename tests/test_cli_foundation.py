@@ -40,7 +40,7 @@ def test_unknown_dataset_is_one_line_error(invoke):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "unknown dataset 'cvsua'. Did you mean cvusa?" in lines[0]
+    assert "unknown dataset 'cvsua'. Did you mean cvusa" in lines[0]
     assert "Traceback" not in result.output
 
 

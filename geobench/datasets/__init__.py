@@ -1,0 +1,47 @@
+"""Dataset adapters: one code path from a raw layout to a prepared dataset.
+
+`prepare_dataset(name, root, out, options)` looks the adapter up in DATASETS, lets it
+read the raw layout into rows and writes them with `geobench.prepared.write_prepared`.
+Importing this package registers the adapters of every real dataset.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from geobench.datasets import cvact, cvusa, university1652, vg, vigor  # noqa: F401  (registers)
+from geobench.datasets.common import Adapted, check_missing
+from geobench.datasets.registry import DATASETS
+from geobench.errors import UsageError
+from geobench.prepared import Prepared, write_prepared
+
+__all__ = ["prepare_dataset", "adapt", "Adapted", "DATASETS"]
+
+
+def adapt(name: str, root: Path, out: Path, options: Mapping[str, Any] | None = None) -> Adapted:
+    """Run the adapter of `name` on `root` without writing anything (doctor uses this)."""
+    adapter = DATASETS.get(name)
+    return adapter(Path(root), Path(out), dict(options or {}))
+
+
+def prepare_dataset(name: str, root: Path, out: Path,
+                    options: Mapping[str, Any] | None = None) -> Prepared:
+    """Index the raw copy of dataset `name` at `root` into the prepared directory `out`.
+
+    Options are the adapter's (e.g. {"polar": True, "polar_size": (112, 616)} for
+    cvusa, {"protocol": "cross"} for vigor); `strict` makes any missing image fatal,
+    otherwise missing images are skipped and counted in the manifest.
+    """
+    if root is None:
+        raise UsageError(f"prepare {name}: --root is required (the folder of your raw copy)")
+    options = dict(options or {})
+    strict = bool(options.get("strict", False))
+    adapted = adapt(name, Path(root), Path(out), options)
+    check_missing(adapted, name, strict)
+    missing = {view: len(paths) for view, paths in adapted.missing.items() if paths}
+    extra = {"missing_images": missing,
+             "missing_examples": [p for v in adapted.missing.values() for p in v[:3]][:10]}
+    return write_prepared(out, adapted.index, adapted.positives, dataset=name,
+                          raw_root=adapted.raw_root, parameters=adapted.parameters,
+                          derived_dirs=adapted.derived_dirs, extra=extra)

@@ -1,0 +1,172 @@
+"""Visual geo-localization datasets in the gmberton (VPR-datasets-downloader) format.
+
+Layout facts (reference/datasets.md §5): `images/<split>/{database,queries}/` trees of
+`@east@north@zone@letter@lat@lon@pano@tile@heading@pitch@roll@height@time@note@.jpg`
+files. We parse the basename (a folder may contain '@'), let the caller choose the
+queries folder (SF-XL test uses `queries_v1`), follow symlinks (MSLS test -> val), and
+link every database image within 25 m as an evaluation positive and within 10 m as a
+training positive (train split).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geobench.datasets.common import (
+    Adapted,
+    blank_row,
+    find_dir,
+    parse_options,
+    require_dir,
+    walk_images,
+)
+from geobench.datasets.geo import radius_pairs
+from geobench.datasets.registry import register_dataset
+from geobench.errors import DataError, UsageError
+
+SPLITS = ("train", "val", "test")
+NAME_FORMAT = "@east@north@zone@letter@lat@lon@pano_id@tile@heading@pitch@roll@height@time@note@.jpg"
+
+
+@dataclass(frozen=True)
+class VGOptions:
+    queries_folder: str = "queries"
+    database_folder: str = "database"
+    splits: tuple[str, ...] | None = None
+    eval_radius_m: float = 25.0
+    train_radius_m: float = 10.0
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class VGName:
+    east: float
+    north: float
+    zone: str
+    lat: float | None
+    lon: float | None
+    heading: float | None
+    pano: str
+
+
+def parse_name(path: Path) -> VGName:
+    """Parse a VG file name; DataError naming the file when it does not follow the format."""
+    fields = path.name.split("@")
+
+    def num(i: int) -> float | None:
+        return float(fields[i]) if len(fields) > i and fields[i].strip() else None
+
+    try:
+        if len(fields) < 8 or fields[0] != "":
+            raise ValueError
+        east, north = num(1), num(2)
+        if east is None or north is None:
+            raise ValueError
+        return VGName(east, north, f"{fields[3]}{fields[4]}", num(5), num(6), num(9), fields[7])
+    except ValueError:
+        raise DataError(f"{path}: file name does not follow the VG format {NAME_FORMAT}; "
+                        f"format the dataset with VPR-datasets-downloader") from None
+
+
+def _images_dir(root: Path, name: str) -> Path:
+    def has_splits(p: Path) -> bool:
+        return any((p / s).is_dir() for s in SPLITS)
+
+    for cand in (root, root / "images", root / name / "images"):
+        if cand.is_dir() and has_splits(cand):
+            return cand
+    for cand in find_dir(root, "images", max_depth=3):
+        if has_splits(cand):
+            return cand
+    raise DataError(f"{root}: no images/<split>/ folder found; point --root at the {name} folder "
+                    f"that contains images/test/database and images/test/queries")
+
+
+def _prepare_vg(name: str, root: Path, options: dict[str, Any]) -> Adapted:
+    opts = parse_options(VGOptions, options, name)
+    root = require_dir(root, name, "the folder that contains images/")
+    images = _images_dir(root, name)
+    base = images.parent
+    wanted = tuple(opts.splits) if opts.splits else SPLITS
+    for split in wanted:
+        if split not in SPLITS:
+            raise UsageError(f"prepare {name}: unknown split {split!r}; choose from "
+                             f"{', '.join(SPLITS)}")
+    index: list[dict[str, Any]] = []
+    positives: list[dict[str, Any]] = []
+    used: dict[str, dict[str, str]] = {}
+    for split in wanted:
+        db_dir = images / split / opts.database_folder
+        q_dir = images / split / opts.queries_folder
+        if not q_dir.is_dir() and (images / split / "queries").is_dir():
+            q_dir = images / split / "queries"  # e.g. SF-XL val keeps the plain name
+        if not db_dir.is_dir() or not q_dir.is_dir():
+            if opts.splits:
+                lacking = db_dir if not db_dir.is_dir() else q_dir
+                raise DataError(f"{lacking}: folder not found; check --root or choose the "
+                                f"queries folder (e.g. queries_v1 for SF-XL)")
+            continue
+        rows: dict[str, list[tuple[str, VGName]]] = {}
+        for role, folder in (("reference", db_dir), ("query", q_dir)):
+            files = walk_images(folder, (".jpg",))
+            if not files:
+                raise DataError(f"{folder}: no .jpg images found; restore the {split} "
+                                f"{'database' if role == 'reference' else 'queries'}")
+            rows[role] = [(f.relative_to(base).as_posix(), parse_name(f)) for f in files]
+        zones = {v.zone for rs in rows.values() for _, v in rs}
+        if len(zones) > 1:
+            raise DataError(f"{images / split}: images span UTM zones {', '.join(sorted(zones))}; "
+                            f"UTM distances across zones are meaningless, split the dataset "
+                            f"by zone")
+        used[split] = {"database": db_dir.name, "queries": q_dir.name}
+        for role, rs in rows.items():
+            for rel, v in rs:
+                index.append(blank_row(uid=rel, split=split, role=role, view="street", path=rel,
+                                       lat=v.lat, lon=v.lon, utm_e=v.east, utm_n=v.north,
+                                       heading=v.heading))
+        q_xy = np.array([[v.east, v.north] for _, v in rows["query"]])
+        r_xy = np.array([[v.east, v.north] for _, v in rows["reference"]])
+        radii = [("positive", opts.eval_radius_m)]
+        if split == "train":
+            radii.append(("train_positive", opts.train_radius_m))
+        for kind, radius in radii:
+            qi, ri, dist = radius_pairs(q_xy, r_xy, radius)
+            positives.extend({"split": split, "query": rows["query"][q][0],
+                              "reference": rows["reference"][r][0], "kind": kind,
+                              "distance_m": float(d)} for q, r, d in zip(qi, ri, dist))
+    if not used:
+        raise DataError(f"{images}: no split has both a {opts.database_folder}/ and a "
+                        f"{opts.queries_folder}/ folder; check --root or the queries folder name")
+    parameters = {"folders": used, "eval_radius_m": opts.eval_radius_m,
+                  "train_radius_m": opts.train_radius_m, "distance": "euclidean UTM"}
+    return Adapted(index=index, positives=positives, parameters=parameters, raw_root=base,
+                   scan=[], expected_sizes=dict(_SIZES.get(name, {})),
+                   expected_counts=dict(_COUNTS.get(name, {})))
+
+
+_SIZES = {"pitts30k": {"street": (480, 640)}, "pitts250k": {"street": (480, 640)},
+          "sf_xl": {"street": (512, 512)}}
+_COUNTS = {"pitts30k": {"test/reference/street": 10000, "test/query/street": 6816},
+           "pitts250k": {"test/reference/street": 83952, "test/query/street": 8280},
+           "msls": {"val/reference/street": 18871, "val/query/street": 740},
+           "tokyo247": {"test/reference/street": 75984, "test/query/street": 315},
+           "sf_xl": {"test/query/street": 1000}}
+_DEFAULTS = {"sf_xl": {"queries_folder": "queries_v1"}}
+
+
+def _make(name: str) -> Callable[[Path, Path, dict[str, Any]], Adapted]:
+    def adapter(root: Path, out: Path, options: dict[str, Any]) -> Adapted:
+        merged = {**_DEFAULTS.get(name, {}), **{k: v for k, v in options.items() if v is not None}}
+        return _prepare_vg(name, root, merged)
+
+    adapter.__name__ = name
+    adapter.__doc__ = f"{name} in the VG benchmark format (images/<split>/{{database,queries}})."
+    return adapter
+
+
+for _name in ("pitts30k", "pitts250k", "msls", "sf_xl", "tokyo247", "vg"):
+    register_dataset(name=_name)(_make(_name))
