@@ -318,7 +318,34 @@ def models_cmd(
     quiet: Quiet = False,
 ) -> None:
     """List the registered models with their cards."""
-    raise not_yet("models", 6)
+    from geobench.models import describe, list_models
+
+    def sizes(info: dict) -> str:
+        return ", ".join(f"{v} {h}x{w}" for v, (h, w) in info["input_size"].items())
+
+    if name is None:
+        rows = []
+        for key in list_models():
+            info = describe(key)
+            rows.append([key, f"{info['query_view']} -> {info['reference_view']}", sizes(info),
+                         "yes" if info["polar"] else "no", info["descriptor_dim"],
+                         f"{info['params_m']:.2f}", info["recipe"].get("loss")])
+        print_table("models (`geobench models NAME` shows a card)",
+                    ["name", "query -> reference", "input size", "polar", "dim", "params (M)", "loss"],
+                    rows)
+        return
+    info = describe(name)
+    rows = [["paper", info["paper"]], ["description", info["description"]],
+            ["query -> reference", f"{info['query_view']} -> {info['reference_view']}"],
+            ["input size", sizes(info)], ["polar aerial", "yes" if info["polar"] else "no"],
+            ["mean / std", f"{info['mean']} / {info['std']}"],
+            ["descriptor size", info["descriptor_dim"]], ["parameters (M)", f"{info['params_m']:.3f}"]]
+    rows += [[f"recipe.{k}", v] for k, v in info["recipe"].items()]
+    for preset, spec in info["presets"].items():
+        rows.append([f"preset {preset}", ", ".join(f"{k}={v}" for k, v in spec.items() if k != "recipe")])
+    rows += [[f"argument {k}", repr(v)] for k, v in info["arguments"].items()]
+    rows.append(["notes", info["notes"]])
+    print_table(f"model {name}", ["field", "value"], rows)
 
 
 @command("train")
@@ -342,7 +369,16 @@ def train_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Train a registered model on a prepared dataset."""
-    raise not_yet("train", 7)
+    from geobench.train.cli_glue import run_train, summary_rows
+
+    summary = run_train(model, data, out, config=config, resume=resume, preset=preset, cli=dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, device=device, amp=amp,
+        workers=workers, seed=seed, weights=str(weights) if weights else None,
+        eval_every=eval_every))
+    if summary is None:  # a non-zero rank of a torchrun job: rank 0 reports
+        return
+    rows = [[k, v] for k, v in summary_rows(summary)]
+    print_table(f"trained {model} -> {out}", ["", "value"], rows)
 
 
 @command("eval")
@@ -356,10 +392,52 @@ def eval_cmd(
     k: Annotated[str, typer.Option("--k", help="Recall cut-offs, comma separated.")] = "1,5,10",
     memory: Annotated[str, typer.Option(help="Memory budget for the search, e.g. 2GB.")] = "2GB",
     save_topk: Annotated[int, typer.Option(help="Top-K neighbours to store.")] = 100,
+    normalise: Annotated[bool, typer.Option(
+        help="L2-normalise unnormalised descriptors (with a warning) instead of refusing.")] = False,
+    save_descriptors: Annotated[bool, typer.Option(
+        help="Also store the descriptors in results.h5.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a run on a prepared split, or a features file, under a named protocol."""
-    raise not_yet("eval", 5)
+    from geobench.evaluation import EvalOptions, evaluate_features, parse_ks, parse_memory
+
+    if features is None:
+        if run is None:
+            raise UsageError("nothing to evaluate: pass --features F.h5 --out DIR, or a run "
+                             "directory RUN --data DS")
+        if data is None:
+            raise UsageError(f"--data DS is required to evaluate the run {run}: the prepared "
+                             f"dataset whose --split {split} is embedded")
+        from geobench.train.runeval import evaluate_run
+
+        summary = evaluate_run(run, data, split, EvalOptions(
+            protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
+            save_topk=save_topk, save_descriptors=save_descriptors), out=out)
+        for note in summary.notes:
+            typer.echo(f"warning: {one_line(note)}", err=True)
+        _print_eval(summary)
+        return
+    if run is not None:
+        raise UsageError(f"pass either a run directory ({run}) or --features, not both")
+    if out is None:
+        raise UsageError(f"--out DIR is required with --features {features}: results.h5 and "
+                         f"metrics.csv are written there")
+    options = EvalOptions(protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
+                          save_topk=save_topk, normalise=normalise,
+                          save_descriptors=save_descriptors)
+    summary = evaluate_features(features, out, options)
+    for note in summary.notes:
+        typer.echo(f"warning: {one_line(note)}", err=True)
+    _print_eval(summary)
+
+
+def _print_eval(summary: Any) -> None:
+    """The metrics row as a table on stdout; where the files went on stderr."""
+    from geobench.report import render
+    from geobench.results import read_metrics
+
+    typer.echo(render(read_metrics(summary.metrics_path), "rich"), nl=False)
+    typer.echo(f"wrote {summary.results_path} and {summary.metrics_path}", err=True)
 
 
 @command("report")
@@ -375,7 +453,27 @@ def report_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Collect metrics.csv files into tables and curves; check against a baseline."""
-    raise not_yet("report", 5)
+    import pandas as pd
+
+    from geobench.report import FORMATS, check_table, collect, paper_rows, plot_curves, render, sort_rows
+
+    if format not in FORMATS:
+        raise UsageError(f"--format {format!r}: use one of {', '.join(FORMATS)}")
+    rows = collect(paths or [Path(".")])
+    if paper:
+        rows = pd.concat([rows, paper_rows(paper)], ignore_index=True, sort=False)
+    rows = sort_rows(rows, sort)
+    if table or (plot is None and check is None):
+        typer.echo(render(rows, format), nl=False)
+    if plot is not None:
+        typer.echo(f"wrote {plot_curves(rows, plot)}", err=True)
+    if check is not None:
+        result = check_table(rows, check, tolerance)
+        typer.echo("\n".join(result.lines))
+        if not result.ok:
+            typer.echo(f"error: {result.failures} metric(s) dropped by more than {tolerance:g} "
+                       f"points against {check} (or rows are missing); see the FAIL lines", err=True)
+            raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- tooling
@@ -384,7 +482,7 @@ def report_cmd(
 @command("bench")
 def bench_cmd(
     stage: Annotated[str, typer.Argument(help="prep | mine | eval | models | train | "
-                                         "synthetic | all.")] = "all",
+                                         "synthetic | all, or a comma list.")] = "all",
     quick: Annotated[bool, typer.Option(help="Small sizes (a couple of minutes).")] = False,
     out: Annotated[Path, typer.Option(help="Where bench.csv and bench.h5 go.")] = Path("bench"),
     check: Annotated[Optional[Path], typer.Option(help="Baseline bench.csv: exit non-zero on a "
@@ -399,7 +497,7 @@ def bench_cmd(
     """Measure each stage against its floor on this machine and report ratios."""
     from geobench.bench.check import check_rows, read_baseline
     from geobench.bench.collect import BenchOptions, collect, resolve_stages
-    from geobench.bench.output import bench_table, check_table, write_bench
+    from geobench.bench.output import bench_table, check_table, console, write_bench
 
     stages = resolve_stages(stage)
     if tolerance is not None and not tolerance >= 0:
@@ -411,15 +509,14 @@ def bench_cmd(
     checked = (check_rows(run.rows, baseline, tolerance, baseline_path=str(check))
                if baseline is not None else None)
     paths = write_bench(run, out, checked)
-    console = out_console()
-    console.print(bench_table(run.rows, title=f"geobench bench {stage}"
-                                              f"{' --quick' if quick else ''}"))
+    show = console().print
+    show(bench_table(run.rows, title=f"geobench bench {stage}{' --quick' if quick else ''}"))
     counts = {s: sum(r.status == s for r in run.rows) for s in ("pass", "miss", "info", "error")}
-    console.print(", ".join(f"{n} {s}" for s, n in counts.items())
-                  + f"; wrote {', '.join(str(p) for p in paths)}")
+    show(", ".join(f"{n} {s}" for s, n in counts.items())
+         + f"; wrote {', '.join(str(p) for p in paths)}")
     problems = [f"stage {r.stage}: {r.error}" for r in run.errors]
     if checked is not None:
-        console.print(check_table(checked))
+        show(check_table(checked))
         problems += [f"{line.describe()} (baseline {check})" for line in checked.failed]
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)

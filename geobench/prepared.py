@@ -183,7 +183,7 @@ def versions() -> dict[str, str]:
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     with atomic_open(path, "w") as handle:
-        frame.to_csv(handle, index=False, float_format="%.10g", lineterminator="\n")
+        frame.to_csv(handle, index=False, float_format="%.12g", lineterminator="\n")
 
 
 def write_prepared(out: str | Path, index: pd.DataFrame | Iterable[Mapping[str, Any]],

@@ -1,0 +1,88 @@
+"""Benchmark: GPS radius mining, 100k queries x 1M references at 25 m.
+
+Points lie along a synthetic street grid (100 m blocks, 3 m jitter) so each query has a
+handful of references within 25 m, as in VG datasets. Rows: search time against scipy's
+cKDTree pair search on the same data (a library floor measured in the same run), peak
+memory against the size of the links found (never queries x references), exactness
+against brute force on a subset, and the great-circle variant against the UTM one.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from geobench.bench import MB, interleaved, make_row, peak_rss_subprocess
+
+STAGE = "mine"
+RADIUS = 25.0
+LINK_BYTES = 24  # query row, reference row, distance: 8 bytes each
+
+
+def street_points(rng: np.random.Generator, n: int, side_m: float,
+                  spacing: float = 100.0) -> np.ndarray:
+    along = rng.uniform(0, side_m, n)
+    across = np.round(rng.uniform(0, side_m, n) / spacing) * spacing + rng.normal(0, 3, n)
+    swap = rng.random(n) < 0.5
+    pts = np.where(swap[:, None], np.c_[across, along], np.c_[along, across])
+    return pts + [400000.0, 4500000.0]  # UTM-like magnitudes
+
+
+def kdtree_pairs(q: np.ndarray, r: np.ndarray, radius: float) -> int:
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(q).sparse_distance_matrix(cKDTree(r), radius, output_type="ndarray")
+    return len(pairs)
+
+
+def mine_case(q: np.ndarray, r: np.ndarray, radius: float, metric: str = "utm") -> int:
+    from geobench.geometry.radius import search
+
+    return int(search(q, r, radius, metric).indptr[-1])
+
+
+def _mismatches(a, b) -> int:
+    pa = set(zip(*a.pairs(), strict=False))
+    pb = set(zip(*b.pairs(), strict=False))
+    bad = len(pa ^ pb)
+    if bad == 0 and not np.array_equal(a.distances, b.distances):
+        bad = int(np.sum(a.distances != b.distances))
+    return bad
+
+
+def run(quick: bool) -> list[dict]:
+    from geobench.geometry.gps import utm_to_latlon
+    from geobench.geometry.radius import brute_force_links, radius_links
+
+    nq, nr = (10_000, 100_000) if quick else (100_000, 1_000_000)
+    side = 20000.0 * np.sqrt(nr / 1_000_000)  # same density at both sizes
+    rng = np.random.default_rng(0)
+    r, q = street_points(rng, nr, side), street_points(rng, nq, side)
+    case = f"{nq // 1000}k q x {nr // 1000}k r @ {RADIUS:g} m"
+    rows = []
+    links = radius_links(q, r, RADIUS)
+    n_links = int(links.indptr[-1])
+    best = interleaved({"grid": lambda: radius_links(q, r, RADIUS),
+                        "kdtree": lambda: kdtree_pairs(q, r, RADIUS)},
+                       repeat=2 if quick else 3, warmup=0)
+    rows.append(make_row(STAGE, f"radius search utm {case}", "time", best["grid"],
+                         best["kdtree"], "s", "<=2.0", links=n_links,
+                         no_positive=len(links.without_links()),
+                         note="floor = scipy cKDTree.sparse_distance_matrix"))
+    mem = peak_rss_subprocess(mine_case, q, r, RADIUS)
+    rows.append(make_row(STAGE, f"radius search utm {case}", "peak_memory", mem.delta / MB,
+                         n_links * LINK_BYTES / MB, "MB", "<=", exact=mem.exact,
+                         dense_matrix_mb=round(nq * nr * 8 / MB),
+                         note="floor = bytes of the links found"))
+    sub_q = q[: 500 if quick else 2000]
+    sub_r = r[: 50_000 if quick else 100_000]
+    fast, slow = radius_links(sub_q, sub_r, RADIUS), brute_force_links(sub_q, sub_r, RADIUS)
+    rows.append(make_row(STAGE, f"exactness vs brute force {len(sub_q)} q x {len(sub_r)} r",
+                         "mismatches", _mismatches(fast, slow), None, "links", "<=0",
+                         compared=int(slow.indptr[-1])))
+    lat_q, lon_q = utm_to_latlon(q[:, 0], q[:, 1], 33, "T")
+    lat_r, lon_r = utm_to_latlon(r[:, 0], r[:, 1], 33, "T")
+    ll_q, ll_r = np.c_[lat_q, lon_q], np.c_[lat_r, lon_r]
+    best_ll = interleaved({"latlon": lambda: mine_case(ll_q, ll_r, RADIUS, "latlon"),
+                           "utm": lambda: mine_case(q, r, RADIUS, "utm")}, repeat=1, warmup=0)
+    rows.append(make_row(STAGE, f"radius search great-circle {case}", "time", best_ll["latlon"],
+                         best_ll["utm"], "s", "", note="floor = the same search on UTM"))
+    return rows
