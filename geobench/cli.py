@@ -156,12 +156,17 @@ def prepare_cmd(
     polar: Annotated[bool, typer.Option(help="Also write polar-transformed aerial images.")] = False,
     polar_size: Annotated[str, typer.Option(help="Polar image size HxW.")] = "112x616",
     strict: Annotated[bool, typer.Option(help="Fail on the first missing/corrupt image.")] = False,
-    pairs: Annotated[int, typer.Option(help="synthetic: training pairs.")] = 400,
-    test_pairs: Annotated[int, typer.Option(help="synthetic: test pairs.")] = 200,
+    pairs: Annotated[Optional[int], typer.Option(help="synthetic: training pairs "
+                                                 "[default 1000].")] = None,
+    test_pairs: Annotated[Optional[int], typer.Option(help="synthetic: test pairs [default: "
+                                                      "the preset's gallery size].")] = None,
     seed: Annotated[int, typer.Option(help="synthetic: world seed.")] = 0,
     layout: Annotated[str, typer.Option(help="synthetic: cvusa | vigor | vg.")] = "cvusa",
-    cities: Annotated[int, typer.Option(help="synthetic: number of cities.")] = 1,
+    cities: Annotated[Optional[int], typer.Option(help="synthetic: number of cities "
+                                                  "[default 2].")] = None,
     preset: Annotated[str, typer.Option(help="synthetic: easy | standard | hard.")] = "standard",
+    resolution: Annotated[str, typer.Option(help="synthetic: default (half the real sizes) | "
+                                            "full.")] = "default",
     protocol: Annotated[Optional[str], typer.Option(help="vigor: same | cross.")] = None,
     corrected: Annotated[bool, typer.Option(help="vigor: use splits__corrected labels.")] = False,
     queries_folder: Annotated[Optional[str], typer.Option(
@@ -173,14 +178,21 @@ def prepare_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Index a raw dataset (or generate the synthetic world) into DS/index.csv, positives.csv."""
-    if name == "synthetic":
-        raise not_yet("prepare synthetic", 2)
     from geobench.datasets import prepare_dataset
-    from geobench.prepared import counts
 
     options: dict[str, Any] = {"strict": strict}
     if polar:
         options.update(polar=True, polar_size=parse_size(polar_size, "--polar-size"), model=model)
+    if name == "synthetic":
+        from geobench.datasets.synthetic import SyntheticOptions, prepare_synthetic
+
+        given = {"pairs": pairs, "test_pairs": test_pairs, "cities": cities}
+        synth = SyntheticOptions(out=out / "raw", seed=seed, layout=layout, preset=preset,
+                                 resolution=resolution,
+                                 **{k: v for k, v in given.items() if v is not None})
+        ds = prepare_synthetic(synth, out, options)
+        _print_prepared(ds, f"prepared synthetic ({layout}, {preset}) -> {out}")
+        return
     for key, value in (("protocol", protocol), ("queries_folder", queries_folder)):
         if value is not None:
             options[key] = value
@@ -192,10 +204,16 @@ def prepare_cmd(
         raise UsageError(f"prepare {name}: --root is required; point it at your raw copy of "
                          f"{name} (see `geobench datasets {name}` for its layout)")
     ds = prepare_dataset(name, root, out, options)
+    _print_prepared(ds, f"prepared {name} -> {out}")
+
+
+def _print_prepared(ds: Any, title: str) -> None:
+    from geobench.prepared import counts
+
     rows = [[*key.split("/"), n] for key, n in counts(ds.index).items()]
     rows += [["positives", kind, "", n] for kind, n in ds.manifest["n_positives"].items()]
-    rows += [["missing", view, "", n] for view, n in ds.manifest["missing_images"].items()]
-    print_table(f"prepared {name} -> {out}", ["split", "role", "view", "count"], rows)
+    rows += [["missing", view, "", n] for view, n in ds.manifest.get("missing_images", {}).items()]
+    print_table(title, ["split", "role", "view", "count"], rows)
 
 
 # --------------------------------------------------------------------------- geometry

@@ -1,0 +1,89 @@
+"""The synthetic cross-view world: procedural towns rendered into real dataset layouts.
+
+`generate(SyntheticOptions(out=RAW, layout="cvusa"|"vigor"|"vg", ...))` writes the raw
+layout of the named real dataset under RAW (and nothing else but `synthetic.json` and
+`synthetic_locations.csv`), so the ordinary adapters index it. `prepare_synthetic` then
+runs that adapter. Modules: town (plans), world (rasters, captures), render (cameras),
+difficulty (knobs, presets), scene (placement, RNG), layouts / layout_vigor (writers).
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from geobench.datasets.synthetic.difficulty import PRESETS, Difficulty, resolve_difficulty
+from geobench.datasets.synthetic.options import LAYOUTS, SyntheticOptions
+from geobench.errors import UsageError
+from geobench.fileio import write_json
+
+__all__ = ["SyntheticOptions", "Difficulty", "PRESETS", "LAYOUTS", "generate",
+           "prepare_synthetic", "difficulty_of", "GENERATOR_VERSION"]
+
+GENERATOR_VERSION = "1"
+META_FILE = "synthetic.json"
+
+
+def difficulty_of(options: SyntheticOptions) -> Difficulty:
+    return resolve_difficulty(options.preset, options.difficulty)
+
+
+def _describe(options: SyntheticOptions, diff: Difficulty, n_test: int) -> dict[str, Any]:
+    opts = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    opts["out"] = str(options.out)
+    aerial, ground = options.sizes
+    return {"generator": "geobench.datasets.synthetic", "version": GENERATOR_VERSION,
+            "options": opts, "difficulty": dataclasses.asdict(diff), "test_pairs": n_test,
+            "aerial_size": aerial, "ground_size": list(ground),
+            "raster_res_m": options.raster_res,
+            "conventions": "panoramas: north at the centre column, headings clockwise; "
+                           "aerials: north-up, camera at pixel (S/2, S/2) plus any offset"}
+
+
+def generate(options: SyntheticOptions) -> Path:
+    """Write the raw layout into options.out and return that path.
+
+    The tree is written beside `out` and renamed into place only when complete, so an
+    interrupted run leaves no half-written dataset. Same options, same bytes.
+    """
+    from geobench.datasets.synthetic import layout_vigor, layouts
+
+    diff = difficulty_of(options)
+    n_test = int(options.test_pairs if options.test_pairs is not None else diff.test_pairs)
+    out = Path(options.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not options.overwrite:
+        raise UsageError(f"{out}: already exists and is not empty; choose another --out or "
+                         f"pass overwrite=True to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        writer = {"cvusa": layouts.write_cvusa, "vigor": layout_vigor.write_vigor,
+                  "vg": layouts.write_vg}[options.layout]
+        rows = writer(options, diff, tmp, n_test)
+        layouts.write_locations(tmp, rows)
+        write_json(tmp / META_FILE, _describe(options, diff, n_test))
+        if out.exists():
+            trash = out.parent / f".{out.name}.old"
+            shutil.rmtree(trash, ignore_errors=True)
+            out.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def prepare_synthetic(options: SyntheticOptions, ds: str | Path,
+                      adapter_options: Mapping[str, Any] | None = None):
+    """generate() into options.out, then index it with the layout's adapter into `ds`."""
+    raw = generate(options)
+    try:
+        from geobench.datasets import prepare_dataset
+    except ImportError as exc:  # the adapters land with another issue
+        raise UsageError(f"the {options.layout} adapter is not available yet ({exc}); the raw "
+                         f"layout is written to {raw}") from None
+    return prepare_dataset(options.layout, raw, Path(ds), dict(adapter_options or {}))

@@ -107,8 +107,10 @@ def photometric(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.
 def sensor_noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return img
-    noise = rng.normal(0.0, sigma, size=img.shape).astype(np.float32)
-    return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    noise = rng.standard_normal(size=img.shape, dtype=np.float32)
+    noise *= np.float32(sigma)
+    noise += img
+    return np.clip(noise, 0, 255, out=noise).astype(np.uint8)
 
 
 def occlude(pano: np.ndarray, horizon_row: float, rng: np.random.Generator,
