@@ -187,3 +187,53 @@ def university1652(root: Path) -> Path:
     image(root / "test/gallery_drone/0099/image-01.jpeg")
     (root / "test/query_street/0004").mkdir(parents=True)
     return root
+
+
+DB_STRUCT_FIELDS = ("whichSet", "dbImageFns", "utmDb", "qImageFns", "utmQ", "numDb", "numQ",
+                    "posDistThr", "posDistSqThr", "nonTrivPosDistSqThr")
+
+
+def cell(strings: list[str]) -> np.ndarray:
+    """A MATLAB cell column of strings, as scipy.io.savemat writes it."""
+    out = np.empty((len(strings), 1), dtype=object)
+    for k, s in enumerate(strings):
+        out[k, 0] = s
+    return out
+
+
+def pitts_mat(path: Path, which: str, db: list[str], db_utm: np.ndarray, q: list[str],
+              q_utm: np.ndarray, names: tuple[str, ...] = DB_STRUCT_FIELDS,
+              num_db: int | None = None) -> Path:
+    """A NetVLAD dbStruct: loadmat(path)["dbStruct"].item() is the field tuple."""
+    from scipy.io import savemat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    struct = np.empty((1, 1), dtype=[(n, object) for n in names])
+    values = (which, cell(db), np.asarray(db_utm, float).T, cell(q), np.asarray(q_utm, float).T,
+              float(len(db) if num_db is None else num_db), float(len(q)), 25.0, 625.0, 100.0)
+    struct[0, 0] = values[: len(names)]  # fewer names: a truncated struct
+    savemat(str(path), {"dbStruct": struct})
+    return path
+
+
+def pitts_raw(root: Path, name: str = "pitts30k", splits: tuple[str, ...] = ("train", "test"),
+              n_db: int = 6, n_q: int = 3, spacing: float = 8.0) -> Path:
+    """The raw release: 000/ database cutouts, queries_real/000/, datasets/<name>_<split>.mat.
+
+    Places lie along a street 8 m apart (UTM zone 17T, Pittsburgh); each split uses its
+    own places, so database and query file names are real `<place>_pitch<p>_yaw<y>.jpg`."""
+    for s, split in enumerate(splits):
+        db, db_utm, q, q_utm = [], [], [], []
+        for i in range(n_db):
+            place = f"{s * 100 + i:06d}"
+            db.append(f"000/{place}_pitch{1 + i % 2}_yaw{1 + i % 12}.jpg")
+            db_utm.append((585000.0 + spacing * i + 1000.0 * s, 4477000.0))
+            image(root / db[-1])
+        for j in range(n_q):
+            place = f"{s * 100 + j:06d}"
+            q.append(f"000/{place}_pitch2_yaw{3 + j}.jpg")
+            q_utm.append((585000.0 + spacing * 2 * j + 1.0 + 1000.0 * s, 4477002.0))
+            image(root / "queries_real" / q[-1])
+        pitts_mat(root / "datasets" / f"{name}_{split}.mat", split, db, np.array(db_utm), q,
+                  np.array(q_utm))
+    return root

@@ -38,7 +38,7 @@ def test_cvact_splits_and_5m_test_positives(tmp_path):
     assert len(back.select("test", "query", "ground")) == 4
     assert back.select("test")["path"].str.startswith("ANU_data_test/").all()
     test = back.positives[back.positives["split"] == "test"]
-    links = set(zip(test["query"].str[-22:], test["reference"].str[-22:]))
+    links = set(zip(test["query"].str[-22:], test["reference"].str[-22:], strict=True))
     expected = {(IDS[k], IDS[k]) for k in range(4, 8)} | {(IDS[6], IDS[7]), (IDS[7], IDS[6])}
     assert links == expected
     assert np.isclose(test[test["query"].str.endswith(IDS[6]) &
@@ -158,3 +158,28 @@ def test_university1652_error_paths(tmp_path):
     with pytest.raises(UsageError, match="unknown split"):
         prepare_dataset("university1652", raw, tmp_path / "ds", {"splits": ("val",)})
     assert not (tmp_path / "ds").exists()
+
+
+def test_cvact_truncated_mat_is_a_one_line_error(tmp_path):
+    raw = layouts.cvact(tmp_path / "CVACT")
+    mat = raw / "ACT_data.mat"
+    mat.write_bytes(mat.read_bytes()[:100])  # a download cut inside the 128-byte header
+    with pytest.raises(DataError, match=r"ACT_data\.mat: not a readable MATLAB file") as info:
+        prepare_dataset("cvact", raw, tmp_path / "ds", {})
+    assert "\n" not in str(info.value)
+
+
+def test_university1652_test_building_0000(tmp_path):
+    """Test ids start at 0000 (the baseline's gallery_name.txt); it is a class like any other."""
+    raw = layouts.university1652(tmp_path / "U")
+    for k in (1, 2):
+        layouts.image(raw / "test/query_drone/0000" / f"image-{k:02d}.jpeg")
+    layouts.image(raw / "test/gallery_satellite/0000/0000.jpg")
+    ds = prepare_dataset("university1652", raw, tmp_path / "ds", {"splits": ("test",),
+                                                                  "drop_distractors": True})
+    back = read_prepared(tmp_path / "ds")
+    ref = back.index.set_index("uid").loc["test/gallery_satellite/0000/0000.jpg"]
+    assert ref["item"] == "0000"  # not the integer 0
+    pos = back.positives[back.positives["query"].str.startswith("test/query_drone/0000/")]
+    assert set(pos["reference"]) == {"test/gallery_satellite/0000/0000.jpg"} and len(pos) == 2
+    assert ds.manifest["parameters"]["distractors_dropped"]["test/gallery_satellite"] == 1

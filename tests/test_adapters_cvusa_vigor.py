@@ -28,7 +28,7 @@ def test_cvusa_indexes_pairs_from_the_csvs(tmp_path, doubled, crlf):
     pos = back.positives
     assert len(pos) == 5 and set(pos["kind"]) == {"positive"}
     g = back.index.set_index("uid")
-    for q, r in zip(pos["query"], pos["reference"]):
+    for q, r in zip(pos["query"], pos["reference"], strict=True):
         assert g.loc[q, "item"] == g.loc[r, "item"]
     if doubled:
         assert back.index["path"].str.startswith(("bingmap/bingmap/19/",
@@ -207,3 +207,18 @@ def test_vigor_sample4geo_rearranged_tree(tmp_path):
     ds = prepare_dataset("vigor", raw, tmp_path / "ds", {})
     assert ds.manifest["parameters"]["layout"] == "sample4geo"
     ds.check_files()
+
+
+def test_vigor_crlf_bom_and_missing_final_newline(tmp_path):
+    """Windows-edited split files (CRLF, a BOM) index exactly like the originals."""
+    plain = prepare_dataset("vigor", layouts.vigor(tmp_path / "A"), tmp_path / "ds1", {})
+    raw = layouts.vigor(tmp_path / "B")
+    for path in (raw / "splits").rglob("*.txt"):
+        text = path.read_text()
+        assert not text.endswith("\n")  # as NewYork's satellite_list.txt
+        path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    crlf = prepare_dataset("vigor", raw, tmp_path / "ds2", {})
+    cols = ["query", "reference", "kind", "dy", "dx"]
+    assert plain.positives[cols].equals(crlf.positives[cols])
+    assert len(crlf.select("test", "reference", "aerial")) == 18
+    assert not crlf.positives["reference"].str.contains("\r").any()

@@ -48,8 +48,8 @@ def test_positives_by_radius_with_train_positives(tmp_path):
                 continue
             d = np.hypot(q["utm_e"].to_numpy()[:, None] - r["utm_e"].to_numpy()[None],
                          q["utm_n"].to_numpy()[:, None] - r["utm_n"].to_numpy()[None])
-            brute = {(q["uid"].iloc[i], r["uid"].iloc[j]) for i, j in zip(*np.nonzero(d <= radius))}
-            assert set(zip(got["query"], got["reference"])) == brute and brute
+            brute = {(q["uid"].iloc[i], r["uid"].iloc[j]) for i, j in zip(*np.nonzero(d <= radius), strict=True)}
+            assert set(zip(got["query"], got["reference"], strict=True)) == brute and brute
             e = idx.loc[got["query"], "utm_e"].to_numpy() - idx.loc[got["reference"], "utm_e"].to_numpy()
             n = idx.loc[got["query"], "utm_n"].to_numpy() - idx.loc[got["reference"], "utm_n"].to_numpy()
             assert np.allclose(got["distance_m"], np.hypot(e, n))

@@ -268,3 +268,47 @@ def test_safe_tar_with_inside_links_extracts_idempotently(tmp_path):
     broken.write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(DataError, match="damaged archive"):
         extract(broken, tmp_path / "o2")
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_cli_downloads_a_synthetic_cvusa_archive_then_prepares(invoke, server, tmp_path,
+                                                                monkeypatch):
+    """A real archive of the synthetic world's CVUSA layout, served on 127.0.0.1 through a
+    test catalog: the first transfer breaks, the re-run resumes, verifies and extracts, and
+    `geobench prepare cvusa` indexes the result."""
+    from geobench.datasets.synthetic import SyntheticOptions, generate
+    from geobench.prepared import read_prepared
+
+    src = generate(SyntheticOptions(out=tmp_path / "src" / "CVUSA", pairs=3, test_pairs=2,
+                                    cities=1, aerial_size=32, ground_size=(16, 64)))
+    archive = tmp_path / "cvusa.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(src, arcname="CVUSA")
+    data = archive.read_bytes()
+    Handler.files["/data/cvusa.tar.gz"] = data
+    Handler.behaviour["/data/cvusa.tar.gz"] = "cut"
+    files = [{"name": "cvusa.tar.gz", "url": f"{server}/data/cvusa.tar.gz", "size": len(data),
+              "sha256": sha(data)}]
+    monkeypatch.setenv("GEOBENCH_CATALOG", str(_catalog(tmp_path, files)))
+
+    res = invoke("download", "cvusa", "--root", tmp_path / "data", "--quiet")
+    assert res.exit_code != 0 and "transfer interrupted" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert not (tmp_path / "data/cvusa/cvusa.tar.gz").exists()
+    res = invoke("download", "cvusa", "--root", tmp_path / "data", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "resumed" in res.stdout and "extracted" in res.stdout
+    assert Handler.requests[-1][1] is not None  # the second request asked for a Range
+    got = tmp_path / "data/cvusa/CVUSA"
+    assert (got / "splits/train-19zl.csv").read_bytes() == (src / "splits/train-19zl.csv").read_bytes()
+
+    res = invoke("prepare", "cvusa", "--root", tmp_path / "data/cvusa", "--out", tmp_path / "ds",
+                 "--quiet")
+    assert res.exit_code == 0, res.output
+    ds = read_prepared(tmp_path / "ds", check_files=True)
+    assert ds.raw_root == got.resolve()
+    assert len(ds.select("train", "query", "ground")) == 3
+    assert len(ds.select("test", "reference", "aerial")) == 2
+    assert ds.manifest["missing_images"] == {}

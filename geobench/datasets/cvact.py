@@ -71,8 +71,11 @@ def _load_v5(path: Path) -> dict[str, Any]:
 
     try:
         mat = loadmat(str(path))
-    except (ValueError, TypeError, OSError) as exc:
-        raise DataError(f"{path}: not a readable MATLAB file ({exc}); restore ACT_data.mat") from None
+    # scipy raises almost anything on a damaged file (IndexError, MatReadError, ...)
+    except Exception as exc:  # noqa: BLE001
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{path}: not a readable MATLAB file ({reason}); restore "
+                        f"ACT_data.mat") from None
     if "panoIds" not in mat or "utm" not in mat:
         raise DataError(f"{path}: no panoIds/utm variables; this is not CVACT's ACT_data.mat")
     data: dict[str, Any] = {"panoIds": _strings(mat["panoIds"]), "utm": np.asarray(mat["utm"], float)}
@@ -230,7 +233,7 @@ def cvact(root: Path, out: Path, options: dict[str, Any]) -> Adapted:
         if split == "test":  # CVACT_test: any aerial within 5 m counts
             xy = np.stack([east[kept], north[kept]], axis=1) if kept else np.zeros((0, 2))
             qi, ri, dist = radius_pairs(xy, xy, opts.test_radius_m)
-            links = [(kept[q], kept[r], float(d)) for q, r, d in zip(qi, ri, dist)]
+            links = [(kept[q], kept[r], float(d)) for q, r, d in zip(qi, ri, dist, strict=True)]
         else:
             links = [(i, i, 0.0) for i in kept]
         for q, r, d in links:

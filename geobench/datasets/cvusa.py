@@ -215,5 +215,5 @@ def _fill_utm(index: list[dict[str, Any]]) -> None:
     rows = [r for r in index if r["lat"] is not None]
     if rows:
         east, north, _ = latlon_to_utm([r["lat"] for r in rows], [r["lon"] for r in rows])
-        for row, e, n in zip(rows, east, north):
+        for row, e, n in zip(rows, east, north, strict=True):
             row["utm_e"], row["utm_n"] = float(e), float(n)

@@ -1,7 +1,8 @@
 """GPS helpers the adapters need: UTM conversion, haversine, radius positives.
 
-Adapters call only these functions, so the implementations behind them
-(geobench.geometry.gps, and a radius search) can be swapped in one place.
+A thin layer over geobench.geometry.gps and geobench.mining (the exact radius search), in
+the shapes the adapters use (plain arrays, one UTM zone per point); adapters import
+these so the modules behind them load lazily.
 """
 from __future__ import annotations
 
@@ -33,17 +34,12 @@ def haversine_m(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
 
 def radius_pairs(query_xy: np.ndarray, ref_xy: np.ndarray, radius: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (query row, reference row, distance) with Euclidean distance <= radius,
-    ordered by query then reference row."""
-    from scipy.spatial import cKDTree
+    """All (query row, reference row, distance) with Euclidean distance <= radius, ordered
+    by query, then distance. Delegates to the exact radius search of geobench.mining."""
+    from geobench.mining import search
 
     query_xy = np.asarray(query_xy, dtype=float).reshape(-1, 2)
     ref_xy = np.asarray(ref_xy, dtype=float).reshape(-1, 2)
-    if not len(query_xy) or not len(ref_xy):
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
-    hits = cKDTree(ref_xy).query_ball_point(query_xy, r=radius)
-    qi = np.repeat(np.arange(len(query_xy)), [len(h) for h in hits]).astype(np.int64)
-    ri = np.fromiter((j for h in hits for j in sorted(h)), dtype=np.int64, count=len(qi))
-    dist = np.linalg.norm(query_xy[qi] - ref_xy[ri], axis=1) if len(qi) else np.zeros(0)
-    return qi, ri, dist
+    links = search(query_xy, ref_xy, radius, metric="utm")
+    qi, ri = links.pairs()
+    return qi.astype(np.int64), ri.astype(np.int64), links.distances

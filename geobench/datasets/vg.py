@@ -5,7 +5,8 @@ Layout facts (reference/datasets.md §5): `images/<split>/{database,queries}/` t
 files. We parse the basename (a folder may contain '@'), let the caller choose the
 queries folder (SF-XL test uses `queries_v1`), follow symlinks (MSLS test -> val), and
 link every database image within 25 m as an evaluation positive and within 10 m as a
-training positive (train split).
+training positive (train split). pitts30k / pitts250k also read the raw NetVLAD release
+(datasets/*.mat dbStructs, see geobench.datasets.pitts) when --root holds no images/ tree.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from geobench.datasets.registry import register_dataset
 from geobench.errors import DataError, UsageError
 
 SPLITS = ("train", "val", "test")
+RAW_MAT_NAMES = ("pitts30k", "pitts250k")  # also read from the raw NetVLAD release
 NAME_FORMAT = "@east@north@zone@letter@lat@lon@pano_id@tile@heading@pitch@roll@height@time@note@.jpg"
 
 
@@ -72,7 +74,8 @@ def parse_name(path: Path) -> VGName:
                         f"format the dataset with VPR-datasets-downloader") from None
 
 
-def _images_dir(root: Path, name: str) -> Path:
+def find_images_dir(root: Path, name: str) -> Path | None:
+    """The images/ folder holding <split>/ subfolders, or None."""
     def has_splits(p: Path) -> bool:
         return any((p / s).is_dir() for s in SPLITS)
 
@@ -82,8 +85,31 @@ def _images_dir(root: Path, name: str) -> Path:
     for cand in find_dir(root, "images", max_depth=3):
         if has_splits(cand):
             return cand
+    return None
+
+
+def _images_dir(root: Path, name: str) -> Path:
+    found = find_images_dir(root, name)
+    if found is not None:
+        return found
+    raw = (f" (or at the raw release folder with datasets/{name}_test.mat and queries_real/)"
+           if name in RAW_MAT_NAMES else "")
     raise DataError(f"{root}: no images/<split>/ folder found; point --root at the {name} folder "
-                    f"that contains images/test/database and images/test/queries")
+                    f"that contains images/test/database and images/test/queries{raw}")
+
+
+def radius_positives(split: str, q_uids: list[str], q_xy: np.ndarray, r_uids: list[str],
+                     r_xy: np.ndarray, opts: VGOptions) -> list[dict[str, Any]]:
+    """Every reference within the evaluation radius (and, on train, the training radius)."""
+    radii = [("positive", opts.eval_radius_m)]
+    if split == "train":
+        radii.append(("train_positive", opts.train_radius_m))
+    links: list[dict[str, Any]] = []
+    for kind, radius in radii:
+        qi, ri, dist = radius_pairs(q_xy, r_xy, radius)
+        links.extend({"split": split, "query": q_uids[q], "reference": r_uids[r], "kind": kind,
+                      "distance_m": float(d)} for q, r, d in zip(qi, ri, dist, strict=True))
+    return links
 
 
 def _prepare_vg(name: str, root: Path, options: dict[str, Any]) -> Adapted:
@@ -128,29 +154,31 @@ def _prepare_vg(name: str, root: Path, options: dict[str, Any]) -> Adapted:
                 index.append(blank_row(uid=rel, split=split, role=role, view="street", path=rel,
                                        lat=v.lat, lon=v.lon, utm_e=v.east, utm_n=v.north,
                                        heading=v.heading))
-        q_xy = np.array([[v.east, v.north] for _, v in rows["query"]])
-        r_xy = np.array([[v.east, v.north] for _, v in rows["reference"]])
-        radii = [("positive", opts.eval_radius_m)]
-        if split == "train":
-            radii.append(("train_positive", opts.train_radius_m))
-        for kind, radius in radii:
-            qi, ri, dist = radius_pairs(q_xy, r_xy, radius)
-            positives.extend({"split": split, "query": rows["query"][q][0],
-                              "reference": rows["reference"][r][0], "kind": kind,
-                              "distance_m": float(d)} for q, r, d in zip(qi, ri, dist))
+        positives += radius_positives(
+            split, [rel for rel, _ in rows["query"]],
+            np.array([[v.east, v.north] for _, v in rows["query"]]),
+            [rel for rel, _ in rows["reference"]],
+            np.array([[v.east, v.north] for _, v in rows["reference"]]), opts)
     if not used:
         raise DataError(f"{images}: no split has both a {opts.database_folder}/ and a "
                         f"{opts.queries_folder}/ folder; check --root or the queries folder name")
     parameters = {"folders": used, "eval_radius_m": opts.eval_radius_m,
                   "train_radius_m": opts.train_radius_m, "distance": "euclidean UTM"}
     return Adapted(index=index, positives=positives, parameters=parameters, raw_root=base,
-                   scan=[], expected_sizes=dict(_SIZES.get(name, {})),
-                   expected_counts=dict(_COUNTS.get(name, {})))
+                   scan=[], expected_sizes=dict(SIZES.get(name, {})),
+                   expected_counts=expected_counts(name, used))
 
 
-_SIZES = {"pitts30k": {"street": (480, 640)}, "pitts250k": {"street": (480, 640)},
+def expected_counts(name: str, splits: Any) -> dict[str, int]:
+    """The public release's counts for the splits that were indexed."""
+    return {k: n for k, n in _COUNTS.get(name, {}).items() if k.split("/")[0] in splits}
+
+
+SIZES = {"pitts30k": {"street": (480, 640)}, "pitts250k": {"street": (480, 640)},
           "sf_xl": {"street": (512, 512)}}
-_COUNTS = {"pitts30k": {"test/reference/street": 10000, "test/query/street": 6816},
+_COUNTS = {"pitts30k": {"train/reference/street": 10000, "train/query/street": 7416,
+                        "val/reference/street": 10000, "val/query/street": 7608,
+                        "test/reference/street": 10000, "test/query/street": 6816},
            "pitts250k": {"test/reference/street": 83952, "test/query/street": 8280},
            "msls": {"val/reference/street": 18871, "val/query/street": 740},
            "tokyo247": {"test/reference/street": 75984, "test/query/street": 315},
@@ -161,6 +189,11 @@ _DEFAULTS = {"sf_xl": {"queries_folder": "queries_v1"}}
 def _make(name: str) -> Callable[[Path, Path, dict[str, Any]], Adapted]:
     def adapter(root: Path, out: Path, options: dict[str, Any]) -> Adapted:
         merged = {**_DEFAULTS.get(name, {}), **{k: v for k, v in options.items() if v is not None}}
+        if name in RAW_MAT_NAMES:
+            from geobench.datasets import pitts
+
+            if pitts.is_raw_layout(Path(root), name):
+                return pitts.prepare_raw(name, Path(root), merged)
         return _prepare_vg(name, root, merged)
 
     adapter.__name__ = name

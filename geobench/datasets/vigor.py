@@ -158,7 +158,7 @@ def vigor(root: Path, out: Path, options: dict[str, Any]) -> Adapted:
         lon = np.array([v[1] for v in names.values()])
         east, north, _ = latlon_to_utm(lat, lon)
         sat_info[city] = {n: (la, lo, e, no) for n, la, lo, e, no in
-                          zip(names, lat, lon, east, north)}
+                          zip(names, lat, lon, east, north, strict=True)}
 
     index: list[dict[str, Any]] = []
     positives: list[dict[str, Any]] = []
@@ -186,7 +186,7 @@ def vigor(root: Path, out: Path, options: dict[str, Any]) -> Adapted:
                 continue
             p_e, p_n, _ = latlon_to_utm(np.array([r[1] for r in labels]),
                                         np.array([r[2] for r in labels]))
-            for (pano, lat, lon, deltas), e, n in zip(labels, p_e, p_n):
+            for (pano, lat, lon, deltas), e, n in zip(labels, p_e, p_n, strict=True):
                 path = f"{layout.pano[city]}/{pano}"
                 if not files.exists(path):
                     elsewhere = [c for c in needed if c != city
@@ -219,7 +219,8 @@ def vigor(root: Path, out: Path, options: dict[str, Any]) -> Adapted:
                       "train/reference/aerial": 44055, "test/reference/aerial": 46563}}
     parameters = {"protocol": opts.protocol, "labels": split_name, "cities": plan,
                   "layout": layout.name, "offsets": "dy = d0, dx = -d1 (pixels of the "
-                  "native 640x640 aerial, from its centre, rows down / columns right)",
+                  "satellite image as stored, 640x640 in the release, from its centre, rows "
+                  "down / columns right)",
                   "ground_convention": "north at the centre column, heading clockwise"}
     scan = [(d, (".jpg",)) for d in layout.pano.values()] + \
         [(d, (".png",)) for d in layout.sat.values()]
