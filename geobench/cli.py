@@ -564,11 +564,29 @@ def doctor_cmd(
 @command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Demo output directory.")] = Path("geobench-demo"),
-    model: Annotated[str, typer.Option(help="Registered model (tiny preset).")] = "mixvpr",
+    model: Annotated[str, typer.Option(help="Registered cross-view model (its tiny preset).")
+                     ] = "safa",
+    preset: Annotated[str, typer.Option(help="Synthetic difficulty: easy | standard | hard.")
+                      ] = "easy",
+    pairs: Annotated[int, typer.Option(help="Training pairs.")] = 500,
+    test_pairs: Annotated[int, typer.Option(help="Test pairs (gallery size).")] = 200,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the world and the training.")] = 0,
     quiet: Quiet = False,
 ) -> None:
     """Synthetic world → train a tiny model → evaluate → recall table and curve."""
-    raise not_yet("demo", 2)
+    from geobench.demo import DemoOptions, run_demo
+
+    summary = run_demo(DemoOptions(out=out, model=model, preset=preset, pairs=pairs,
+                                   test_pairs=test_pairs, epochs=epochs, seed=seed))
+    rows = [[r["model"], *(f"{r[k]:.2f}" for k in ("r@1", "r@5", "r@10", "r@1%"))]
+            for r in summary.rows]
+    print_table(f"synthetic world, test split ({test_pairs} queries)",
+                ["", "R@1", "R@5", "R@10", "R@1%"], rows)
+    typer.echo(f"recall@K curve: {summary.curve_png}")
+    typer.echo(f"results: {summary.metrics_csv}")
+    typer.echo("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary.stage_seconds.items())
+               + f"; total {summary.seconds:.0f} s")
 
 
 def main() -> None:

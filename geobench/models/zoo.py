@@ -1,0 +1,342 @@
+"""The registered models: the three seed papers (mcgra, asavg, lrfr) and the baselines.
+
+Each factory's name is its registry key; its card holds the paper's input sizes, recipe
+(read by the training engine as defaults; loss names are keys of geobench.losses) and a
+`tiny` preset that trains in minutes on CPU. Provenance tags follow
+reference/models.md: [R] official code, [B] paper/abstract, [M] unverified memory,
+[A] our assumption where the paper is silent (always a factory argument).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from geobench.errors import UsageError
+from geobench.models.aggregators import SAFA, SALAD, MixVPR
+from geobench.models.asavg import ASAVGModel
+from geobench.models.attention import GSRA, make_attention
+from geobench.models.registry import ModelCard, register_model
+from geobench.models.towers import (
+    Tower, TowerModel, build_towers, feature_shape, make_backbone, require_same_size,
+)
+
+Size = tuple[int, int]
+
+TINY_RECIPE = {"batch_size": 8, "epochs": 2, "lr": 1e-4, "amp": False, "schedule": {"name": "constant"}}
+
+
+def _sizes(card: ModelCard, input_size: dict[str, Size] | None, reference_view: str | None = None) -> dict[str, Size]:
+    sizes = {k: tuple(v) for k, v in (input_size or card.input_size).items()}
+    ref = reference_view or card.reference_view
+    for view in (card.query_view, ref):
+        if view not in sizes:
+            raise UsageError(f"input_size needs an entry for view {view!r} (got {sorted(sizes)}).")
+    return {"query": sizes[card.query_view], "reference": sizes[ref], **sizes}  # type: ignore[dict-item]
+
+
+def _card(card: ModelCard, sizes: dict[str, Size], descriptor_dim: int, **changes: Any) -> ModelCard:
+    views = {k: v for k, v in sizes.items() if k not in ("query", "reference")}
+    return replace(card, input_size=views, descriptor_dim=descriptor_dim, **changes)
+
+
+# --- mcgra -----------------------------------------------------------------------------
+MCGRA_CARD = ModelCard(
+    paper="Hou et al., Feature Relation Guided Cross-View Image Based Geo-Localization, Remote Sens. 2023",
+    description="ResNet-50 (to layer3) + MC_GRA attention + MixVPR, polar aerial, two branches",
+    input_size={"ground": (112, 616), "polar": (112, 616)},
+    descriptor_dim=4096,
+    polar=True,
+    query_view="ground",
+    reference_view="polar",
+    recipe={
+        "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0},
+        "optimizer": "adam", "lr": 1e-5, "weight_decay": 1e-4,
+        "schedule": {"name": "multistep", "milestones": [30, 50], "gamma": 0.1},
+        "batch_size": 8, "epochs": 60, "amp": False,
+        "provenance": "[B] Adam 1e-5 / 1e-6 after 30 / 1e-7 after 50 epochs, wd 1e-4, batch 8, γ=10, "
+        "all 2B(B-1) triplets; total epochs not given [A: 60]",
+    },
+    presets={"tiny": {
+        "kwargs": {"backbone": "resnet_micro", "mixvpr_dim": 64, "mix_depth": 1, "out_rows": 2},
+        "input_size": {"ground": (32, 128), "polar": (32, 128)},
+        "recipe": TINY_RECIPE, "params_m": 4.911,
+    }},
+    params_m=21.778,
+    notes="Paper-silent choices [A] (arguments): separate branch weights (share_weights), MixVPR "
+    "1024→1024 depth 4 rows 4 (4096-D), MC_GRA reduction 8 / context channels 1 / DCNv2 / sum pooling "
+    "(paper eq. 5) / learnable position encoding, no backbone freezing. Ablations (paper Tables 4-5): attention='cbam' or "
+    "'none' (the paper's baseline, described only as max pooling), deformable=False. polar=False gives the paper's VIGOR setting (aerial 256x256).",
+)
+
+
+@register_model(card=MCGRA_CARD)
+def mcgra(
+    input_size: dict[str, Size] | None = None,
+    attention: str = "mcgra",
+    deformable: bool = True,
+    polar: bool = True,
+    share_weights: bool = False,
+    backbone: str = "resnet50",
+    mixvpr_dim: int = 1024,
+    mix_depth: int = 4,
+    out_rows: int = 4,
+    freeze_stages: int = 0,
+    attention_args: dict[str, Any] | None = None,
+) -> TowerModel:
+    """MC_GRA model; attention='mcgra'|'cbam'|'none' and deformable=False are the paper's ablations."""
+    ref_view = "polar" if polar else "aerial"
+    if not polar and input_size is None:
+        input_size = {"ground": (112, 616), "aerial": (256, 256)}
+    sizes = _sizes(MCGRA_CARD, input_size, ref_view)
+    args = dict(attention_args or {})
+    if attention == "mcgra":
+        args.setdefault("deformable", deformable)
+
+    def make(size: Size) -> Tower:
+        bb = make_backbone(backbone, 3)
+        bb.freeze_stages(freeze_stages)
+        c, h, w = feature_shape(bb, *size)
+        att = make_attention(attention, c, h, w, **args)
+        return Tower(bb, att, MixVPR(c, h, w, mixvpr_dim, mix_depth, 1.0, out_rows))
+
+    if share_weights:
+        require_same_size("mcgra", {k: sizes[k] for k in ("query", "reference")})
+    card = _card(MCGRA_CARD, sizes, mixvpr_dim * out_rows, polar=polar, reference_view=ref_view)
+    return TowerModel(card, build_towers(share_weights, sizes, make), fixed_size=True)
+
+
+# --- mixvpr ----------------------------------------------------------------------------
+MIXVPR_CARD = ModelCard(
+    paper="Ali-bey et al., MixVPR: Feature Mixing for Visual Place Recognition, WACV 2023",
+    description="ResNet-50 (to layer3) + MixVPR, one shared network (VPR baseline)",
+    input_size={"street": (320, 320)},
+    descriptor_dim=4096,
+    query_view="street",
+    reference_view="street",
+    recipe={
+        "loss": "multi_similarity", "loss_args": {"alpha": 1.0, "beta": 50.0, "base": 0.0},
+        "miner": {"name": "multi_similarity", "epsilon": 0.1},
+        "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3,
+        "schedule": {"name": "multistep", "milestones": [5, 10, 15, 25, 45], "gamma": 0.3},
+        "warmup_steps": 650, "batch_size": 120, "images_per_place": 4, "epochs": 80, "amp": True,
+        "provenance": "[R] amaralibey/MixVPR: GSV-Cities 120 places x 4 images, 320x320",
+    },
+    presets={"tiny": {
+        "kwargs": {"backbone": "resnet_micro", "mixvpr_dim": 64, "mix_depth": 1, "out_rows": 2, "freeze_stages": 0},
+        "input_size": {"street": (64, 64)},
+        "recipe": {**TINY_RECIPE, "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0}},
+        "params_m": 2.043,
+    }},
+    params_m=10.881,
+    notes="conv1/bn1/layer1/layer2 frozen as in MixVPR (freeze_stages=2). For cross-view use pass "
+    "input_size with the two views' (equal) size. The tiny preset trains with the soft-margin triplet.",
+)
+
+
+@register_model(card=MIXVPR_CARD)
+def mixvpr(
+    input_size: dict[str, Size] | None = None,
+    backbone: str = "resnet50",
+    mixvpr_dim: int = 1024,
+    mix_depth: int = 4,
+    out_rows: int = 4,
+    freeze_stages: int = 2,
+) -> TowerModel:
+    sizes = _sizes(MIXVPR_CARD, input_size)
+    require_same_size("mixvpr", {k: v for k, v in sizes.items() if k not in ("query", "reference")})
+
+    def make(size: Size) -> Tower:
+        bb = make_backbone(backbone, 3)
+        bb.freeze_stages(freeze_stages)
+        c, h, w = feature_shape(bb, *size)
+        return Tower(bb, None, MixVPR(c, h, w, mixvpr_dim, mix_depth, 1.0, out_rows))
+
+    card = _card(MIXVPR_CARD, sizes, mixvpr_dim * out_rows)
+    return TowerModel(card, build_towers(True, sizes, make), fixed_size=True)
+
+
+# --- safa ------------------------------------------------------------------------------
+SAFA_CARD = ModelCard(
+    paper="Shi et al., Spatial-Aware Feature Aggregation for Cross-View Image Based Geo-Localization, NeurIPS 2019",
+    description="VGG-16 + spatial-aware aggregation (8 heads), polar aerial, two branches",
+    input_size={"ground": (112, 616), "polar": (112, 616)},
+    descriptor_dim=4096,
+    polar=True,
+    query_view="ground",
+    reference_view="polar",
+    recipe={
+        "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0},
+        "optimizer": "adam", "lr": 1e-5, "batch_size": 32, "epochs": 100,
+        "schedule": {"name": "constant"}, "amp": False,
+        "provenance": "[R] weighted soft-margin triplet γ=10; [M] Adam 1e-5, batch 32, 100 epochs (unverified)",
+    },
+    presets={"tiny": {
+        "kwargs": {"backbone": "vgg_micro", "heads": 4},
+        "input_size": {"ground": (32, 128), "polar": (32, 128)},
+        "recipe": TINY_RECIPE, "params_m": 0.070,
+    }},
+    params_m=30.568,
+    notes="torchvision VGG-16 features without pool5 (stride 16: 7x38 maps at 112x616), so 30.57 M "
+    "params; the TF original reaches 4x20 maps (29.5 M published) through its own conv5 strides.",
+)
+
+
+@register_model(card=SAFA_CARD)
+def safa(
+    input_size: dict[str, Size] | None = None,
+    backbone: str = "vgg16",
+    heads: int = 8,
+    share_weights: bool = False,
+) -> TowerModel:
+    sizes = _sizes(SAFA_CARD, input_size)
+
+    def make(size: Size) -> Tower:
+        bb = make_backbone(backbone, 5)
+        c, h, w = feature_shape(bb, *size)
+        return Tower(bb, None, SAFA(c, h, w, heads))
+
+    if share_weights:
+        require_same_size("safa", {k: sizes[k] for k in ("query", "reference")})
+    towers = build_towers(share_weights, sizes, make)
+    card = _card(SAFA_CARD, sizes, next(iter(towers.values())).aggregator.out_dim)
+    return TowerModel(card, towers, fixed_size=True)
+
+
+# --- convnext_gap (Sample4Geo) ---------------------------------------------------------------
+CONVNEXT_GAP_CARD = ModelCard(
+    paper="Deuser et al., Sample4Geo: Hard Negative Sampling For Cross-View Geo-Localisation, ICCV 2023",
+    description="one shared ConvNeXt-B, global average pooling + LayerNorm (timm head.norm), InfoNCE",
+    input_size={"ground": (140, 768), "aerial": (384, 384)},
+    descriptor_dim=1024,
+    query_view="ground",
+    reference_view="aerial",
+    recipe={
+        "loss": "infonce", "loss_args": {"temperature": 0.07, "label_smoothing": 0.1},
+        "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01,
+        "schedule": {"name": "cosine"}, "warmup_epochs": 1, "batch_size": 128, "epochs": 40,
+        "amp": True, "grad_clip": 100.0, "sampling": "gps+similarity",
+        "provenance": "[R] Skyy93/Sample4Geo CVUSA/CVACT config (VIGOR ground 384x768, U-1652 384x384 "
+        "and 1 epoch, warm-up 0.1)",
+    },
+    presets={"tiny": {
+        "kwargs": {"backbone": "convnext_micro"},
+        "input_size": {"ground": (32, 128), "aerial": (64, 64)},
+        "recipe": TINY_RECIPE, "params_m": 0.092,
+    }},
+    params_m=87.566,
+    notes="Any input size works (no size-fixed layer). Learnable InfoNCE temperature lives in the loss.",
+)
+
+
+@register_model(card=CONVNEXT_GAP_CARD)
+def convnext_gap(input_size: dict[str, Size] | None = None, backbone: str = "convnext_b", drop_path_rate: float = 0.0) -> TowerModel:
+    sizes = _sizes(CONVNEXT_GAP_CARD, input_size)
+    bb = make_backbone(backbone, 4, head_norm=True, drop_path_rate=drop_path_rate)
+    card = _card(CONVNEXT_GAP_CARD, sizes, bb.out_channels)
+    return TowerModel(card, {"shared": Tower(bb, backbone_head=True)}, fixed_size=False)
+
+
+# --- lrfr ----------------------------------------------------------------------------------
+LRFR_CARD = ModelCard(
+    paper="Gan et al., Learning Robust Feature Representation for Cross-View Image Geo-Localization, IEEE GRSL 2025",
+    description="ConvNeXt-T (to stage 3) + GSRA + SALAD (no global token), shared weights",
+    input_size={"drone": (384, 384), "aerial": (384, 384)},
+    descriptor_dim=8192,
+    query_view="drone",
+    reference_view="aerial",
+    recipe={
+        "loss": "semi_soft_tri_hard", "loss_args": {"alpha": 10.0},
+        "optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.01,
+        "schedule": {"name": "linear", "stretch": 1.05}, "warmup_epochs": 0,
+        "batch_size": 32, "epochs": 40, "amp": True, "grad_clip": 100.0, "seed": 1,
+        "provenance": "[R] WenjianGan/LRFR train_university.py (University-1652)",
+    },
+    presets={"tiny": {
+        "kwargs": {"backbone": "convnext_micro", "gsra_groups": 4, "clusters": 8, "cluster_dim": 8, "salad_hidden": 64},
+        "input_size": {"drone": (64, 64), "aerial": (64, 64)},
+        "recipe": TINY_RECIPE, "params_m": 0.052,
+    }},
+    params_m=13.174,
+    notes="GSRA fixes the input size; with shared weights [A, as the Sample4Geo-derived code] both views "
+    "must have one size (share_weights=False for CVUSA-style ground/aerial sizes). SALAD dropout 0.3.",
+)
+
+
+@register_model(card=LRFR_CARD)
+def lrfr(
+    input_size: dict[str, Size] | None = None,
+    backbone: str = "convnext_t",
+    gsra_groups: int = 32,
+    clusters: int = 128,
+    cluster_dim: int = 64,
+    salad_hidden: int = 512,
+    dropout: float = 0.3,
+    share_weights: bool = True,
+) -> TowerModel:
+    sizes = _sizes(LRFR_CARD, input_size)
+
+    def make(size: Size) -> Tower:
+        bb = make_backbone(backbone, 3)
+        c, h, w = feature_shape(bb, *size)
+        salad = SALAD(c, clusters, cluster_dim, dropout=dropout, use_token=False, hidden=salad_hidden)
+        return Tower(bb, GSRA(c, h, w, gsra_groups), salad)
+
+    if share_weights:
+        require_same_size("lrfr", {k: v for k, v in sizes.items() if k not in ("query", "reference")})
+    card = _card(LRFR_CARD, sizes, clusters * cluster_dim)
+    return TowerModel(card, build_towers(share_weights, sizes, make), fixed_size=True)
+
+
+# --- asavg ---------------------------------------------------------------------------------
+ASAVG_CARD = ModelCard(
+    paper="Visual Geo-Localization Based on Spatial Structure Feature Enhancement and Adaptive Scene "
+    "Alignment, Electronics 2025",
+    description="LSKNet (to stage 3) + SFE after stage 2 + ASA alignment + MixVPR; perspective query vs "
+    "panorama reference, pair-dependent scoring",
+    input_size={"perspective": (224, 224), "ground": (224, 1344)},
+    descriptor_dim=4096,
+    query_view="perspective",
+    reference_view="ground",
+    recipe={
+        "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0},
+        "optimizer": "adam", "lr": 1e-5, "weight_decay": 1e-4,
+        "schedule": {"name": "multistep", "milestones": [30, 50], "gamma": 0.1},
+        "batch_size": 8, "epochs": 60, "amp": False, "pairwise_training": True,
+        "provenance": "[B] weighted soft-margin triplet on aligned crops; optimiser/schedule/batch not given "
+        "[A: MC_GRA's, same institute]",
+    },
+    presets={"tiny": {
+        "kwargs": {"backbone": "lsknet_micro", "mixvpr_dim": 32, "mix_depth": 1, "out_rows": 2},
+        "input_size": {"perspective": (32, 32), "ground": (32, 128)},
+        "recipe": TINY_RECIPE, "params_m": 0.035,
+    }},
+    params_m=6.840,
+    notes="[A] (arguments): LSKNet-S shared by both views, stage-3 maps into ASA (paper: stage 3), Sobel "
+    "kernels, per-location L2-normalised correlation, MixVPR 1024 x 4 rows, panorama 6x the query width "
+    "(60° FOV). embed(panorama) is a shortlist descriptor; use pairwise_score / rerank for exact scores.",
+)
+
+
+@register_model(card=ASAVG_CARD)
+def asavg(
+    input_size: dict[str, Size] | None = None,
+    backbone: str = "lsknet_s",
+    mixvpr_dim: int = 1024,
+    mix_depth: int = 4,
+    out_rows: int = 4,
+    sfe_after_stage: int = 2,
+    align_normalize: bool = True,
+    n_crops: int | None = None,
+) -> ASAVGModel:
+    sizes = _sizes(ASAVG_CARD, input_size)
+    bb = make_backbone(backbone, 3)
+    (hq, wq), (hp, wp) = sizes["query"], sizes["reference"]
+    if hq != hp or wq > wp:
+        raise UsageError(
+            f"asavg needs perspective and panorama images of the same height and a panorama at least as "
+            f"wide; got {hq}x{wq} and {hp}x{wp}: fix input_size."
+        )
+    c, h, w = feature_shape(bb, hq, wq)
+    agg = MixVPR(c, h, w, mixvpr_dim, mix_depth, 1.0, out_rows)
+    card = _card(ASAVG_CARD, sizes, mixvpr_dim * out_rows)
+    return ASAVGModel(card, bb, agg, sfe_after_stage, align_normalize, n_crops)

@@ -1,0 +1,89 @@
+"""Checkpoints: one torch.save'd dict that loads with `torch.load(weights_only=True)`.
+
+Everything in it is a tensor, a number, a string, or a list/dict of those: the model
+name and arguments, weights, optimizer / scheduler / AMP-scaler / loss state, epoch and
+step, the RNG states (as tensors and lists), the dataset hash, the resolved config and
+the log rows so far. Writes go to a temporary file renamed over the final name.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geobench.errors import DataError
+from geobench.fileio import atomic_path
+
+FORMAT = "geobench.checkpoint/1"
+LAST, BEST = "checkpoint.pt", "best.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    import torch
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": int(version), "internal": list(internal),
+                   "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Atomically write `payload` (plus the format tag) to `path`."""
+    import torch
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **payload}, tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (weights_only) with a one-line error for bad files."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found; train first with `geobench train MODEL "
+                        f"--data DS --out {path.parent}`")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a readable checkpoint ({reason}); delete it and re-run "
+                        f"training, or point to another checkpoint") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise DataError(f"{path}: format {found!r}, expected {FORMAT!r}; this is not a geobench "
+                        f"training checkpoint")
+    return data
+
+
+def checkpoint_hash(path: str | Path) -> str:
+    from geobench.fileio import sha256_file
+
+    return sha256_file(path)

@@ -1,0 +1,52 @@
+"""What the `train` command does between parsing and printing (kept out of cli.py)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from geobench.train.config import read_config, resolve_config
+
+
+def run_train(model: str, data: Path, out: Path, *, config: Path | None, resume: bool,
+              preset: str | None, cli: Mapping[str, Any]) -> Any:
+    """Resolve the config (a resumed run starts from its own config.json) and train.
+
+    Returns the TrainSummary on rank 0 and None on the other ranks of a torchrun job.
+    """
+    from geobench.train.engine import train
+
+    given = {k: v for k, v in cli.items() if v is not None}
+    if resume and (Path(out) / "config.json").is_file():
+        base = read_config(out)
+        if base.get("model") != model:
+            from geobench.errors import UsageError
+
+            raise UsageError(f"{Path(out) / 'config.json'}: run of model {base.get('model')!r}, "
+                             f"not {model!r}; resume with the same model or choose a new --out")
+        cfg = resolve_config(model, data, out, preset=preset or base.get("preset"), base=base,
+                             cli={**given, "resume": True})
+    else:
+        cfg = resolve_config(model, data, out, preset=preset, config_file=config,
+                             cli={**given, "resume": resume})
+    summary = train(cfg)
+    return summary if int(os.environ.get("RANK", "0")) == 0 else None
+
+
+def summary_rows(summary: Any) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = [
+        ("steps", summary.steps), ("epochs", f"{summary.epochs:.2f}"),
+        ("final loss", f"{summary.final_loss:.4f}"),
+        ("images/s", f"{summary.images_per_s:.1f}"),
+        ("data wait", f"{100 * summary.data_wait_fraction:.1f}% of step time"),
+        ("seconds", f"{summary.seconds:.1f}"), ("checkpoint", summary.checkpoint)]
+    if summary.resumed_from_step:
+        rows.insert(0, ("resumed from step", summary.resumed_from_step))
+    if summary.best:
+        rows.append((f"best {summary.best['metric']}",
+                     f"{summary.best['value']:.2f} (epoch {summary.best['epoch']})"))
+        rows.append(("best checkpoint", summary.best_checkpoint))
+    for key in ("r@1", "r@5", "r@10", "r@1%"):
+        if key in summary.last_metrics:
+            rows.append((f"last {key}", f"{summary.last_metrics[key]:.2f}"))
+    return rows

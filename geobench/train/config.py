@@ -1,0 +1,303 @@
+"""The resolved training configuration: model card recipe < YAML config < CLI options.
+
+`resolve_config` merges the layers, validates every value and remembers which layer set
+each key (`sources`), so RUN/config.json says exactly where a number came from.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from geobench.errors import DataError, UsageError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "staged", "cosine", "linear")
+SAMPLING = ("unique", "gps")
+CLIP_MODES = ("value", "norm")
+CONFIG_FILE = "config.json"
+
+# Names the model cards and papers use for the same thing.
+_KEY_ALIASES = {"optimiser": "optimizer", "batch": "batch_size", "wd": "weight_decay",
+                "warmup": "warmup_epochs", "clip": "grad_clip", "grad_clip_value": "grad_clip",
+                "scheduler": "schedule"}
+_SCHEDULE_ALIASES = {"multistep": "staged", "step": "staged", "steps": "staged", "none": "constant",
+                     "cos": "cosine", "cosine_warmup": "cosine", "poly": "linear"}
+_SCHEDULE_KEYS = {"milestones": "milestones", "gamma": "lr_gamma", "stretch": "schedule_stretch",
+                  "warmup_epochs": "warmup_epochs", "warmup_steps": "warmup_steps"}
+_SAMPLING_ALIASES = {"random": "unique", "gps+similarity": "gps", "gps_similarity": "gps"}
+_LOSS_ALIASES = {"wsmt": "soft_margin_triplet", "weighted_soft_margin_triplet": "soft_margin_triplet",
+                 "soft_triplet": "soft_margin_triplet", "triplet": "soft_margin_triplet",
+                 "semi_hard": "semi_soft_tri_hard", "semisofttrihard": "semi_soft_tri_hard",
+                 "info_nce": "infonce", "symmetric_infonce": "infonce"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (written to RUN/config.json)."""
+
+    model: str
+    data: str
+    out: str
+    preset: str | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    loss: str = "soft_margin_triplet"
+    loss_args: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    warmup_steps: int = 0
+    milestones: tuple[float, ...] = ()
+    lr_gamma: float = 0.1
+    schedule_stretch: float = 1.0
+    epochs: int = 10
+    batch_size: int = 8
+    max_steps: int | None = None
+    grad_clip: float | None = None
+    grad_clip_mode: str = "value"
+    amp: bool = False
+    device: str = "auto"
+    workers: int = 2
+    seed: int = 1
+    train_split: str = "train"
+    eval_split: str | None = None
+    eval_every: int = 1
+    eval_protocol: str | None = None
+    eval_batch_size: int = 32
+    sampling: str = "unique"
+    gps_neighbours: int = 0
+    hflip_p: float = 0.5
+    rotate_p: float = 0.0
+    checkpoint_every: int = 0
+    resume: bool = False
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["milestones"] = list(self.milestones)
+        return data
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_REQUIRED = ("model", "data", "out")
+_SETTABLE = tuple(n for n in FIELDS if n not in ("sources",))
+
+
+def _closest(key: str) -> str:
+    close = difflib.get_close_matches(key, _SETTABLE, n=2, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _normalise(layer: Mapping[str, Any], where: str, strict: bool) -> tuple[dict[str, Any], list[str]]:
+    """Map aliases to field names; unknown keys raise (strict) or are returned as ignored."""
+    out: dict[str, Any] = {}
+    ignored: list[str] = []
+    for key, value in layer.items():
+        name = _KEY_ALIASES.get(str(key).lower(), str(key))
+        if name == "loss" and isinstance(value, Mapping):
+            value = dict(value)
+            if "name" not in value:
+                raise UsageError(f"{where}: loss is a mapping without 'name'; write e.g. "
+                                 f"loss: {{name: infonce, label_smoothing: 0.1}}")
+            loss_args = {k: v for k, v in value.items() if k != "name"}
+            out.setdefault("loss_args", {}).update(loss_args)
+            value = value["name"]
+        if name == "schedule" and isinstance(value, Mapping):
+            value = dict(value)
+            for key2, field_name in _SCHEDULE_KEYS.items():
+                if key2 in value:
+                    out[field_name] = value.pop(key2)
+            extra = [k for k in value if k != "name"]
+            if extra:
+                if strict:
+                    raise UsageError(f"{where}: unknown schedule option(s) {', '.join(extra)}; use "
+                                     f"name, {', '.join(_SCHEDULE_KEYS)}")
+                ignored.extend(f"schedule.{k}" for k in extra)
+            value = value.get("name", "constant")
+        if name not in _SETTABLE or name in ("sources",):
+            if strict:
+                raise UsageError(f"{where}: unknown training option {key!r}{_closest(name)}; the "
+                                 f"options are listed in geobench/train/config.py (TrainConfig)")
+            ignored.append(str(key))
+            continue
+        out[name] = value
+    if isinstance(out.get("loss"), str):
+        out["loss"] = _LOSS_ALIASES.get(out["loss"].lower(), out["loss"])
+    if isinstance(out.get("schedule"), str):
+        out["schedule"] = _SCHEDULE_ALIASES.get(out["schedule"].lower(), out["schedule"].lower())
+    if isinstance(out.get("sampling"), str):
+        sampling = out["sampling"].lower()
+        if sampling in _SAMPLING_ALIASES and sampling != _SAMPLING_ALIASES[sampling]:
+            # Similarity sampling is not implemented; GPS-aware batches are its first half.
+            ignored.append(f"sampling={sampling}->{_SAMPLING_ALIASES[sampling]}")
+        out["sampling"] = _SAMPLING_ALIASES.get(sampling, sampling)
+    return out, ignored
+
+
+def card_recipe(model: str, preset: str | None) -> dict[str, Any]:
+    """The model card's recipe with the preset's recipe overrides applied."""
+    from geobench.train.cards import resolve_card
+
+    return dict(resolve_card(model, preset).recipe)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: config file not found; pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)}); fix "
+                         f"the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a training config must be a mapping of option: value, got "
+                         f"{type(data).__name__}")
+    return data
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    default = FIELDS[name].default
+    kind = FIELDS[name].type
+    if value is None:
+        return None
+    try:
+        if name == "milestones":
+            return tuple(float(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+        if name in ("model_args", "loss_args"):
+            if not isinstance(value, Mapping):
+                raise TypeError
+            return dict(value)
+        if "bool" in str(kind):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                    raise ValueError
+                return value.lower() in ("true", "yes", "1")
+            return bool(value)
+        if "int" in str(kind) and "float" not in str(kind):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if "float" in str(kind):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{where}: {name} = {value!r} is not a valid {kind} (default "
+                         f"{default!r})") from None
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Range checks with one-line messages naming the option and where it was set."""
+    def bad(name: str, why: str) -> UsageError:
+        return UsageError(f"training option {name} = {getattr(cfg, name)!r} (from "
+                          f"{cfg.sources.get(name, 'defaults')}) {why}")
+
+    for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                          ("sampling", SAMPLING), ("grad_clip_mode", CLIP_MODES)):
+        if getattr(cfg, name) not in allowed:
+            raise bad(name, f"is not one of {' | '.join(allowed)}")
+    if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
+        raise bad("device", "is not cpu, cuda or auto")
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(cfg, name) < 1:
+            raise bad(name, "must be >= 1")
+    if cfg.batch_size < 2:
+        raise bad("batch_size", "must be >= 2: the losses use the other pairs of the batch as negatives")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise bad("max_steps", "must be >= 1")
+    if not cfg.lr > 0:
+        raise bad("lr", "must be > 0")
+    for name in ("workers", "eval_every", "checkpoint_every", "gps_neighbours", "warmup_epochs",
+                 "warmup_steps"):
+        if getattr(cfg, name) < 0:
+            raise bad(name, "must be >= 0")
+    for name in ("hflip_p", "rotate_p"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise bad(name, "must be a probability in [0, 1]")
+    if cfg.grad_clip is not None and cfg.grad_clip <= 0:
+        raise bad("grad_clip", "must be > 0 (leave it out to disable clipping)")
+    if cfg.schedule_stretch < 1:
+        raise bad("schedule_stretch", "must be >= 1")
+    from geobench.losses import LOSSES
+
+    LOSSES.entry(cfg.loss)  # unknown loss -> close matches
+    return cfg
+
+
+def resolve_config(model: str, data: str | Path, out: str | Path, *, preset: str | None = None,
+                   config_file: str | Path | None = None, cli: Mapping[str, Any] | None = None,
+                   base: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Merge defaults < card recipe (with preset) < YAML < CLI options (None = not given).
+
+    `base` (a saved config.json, used by --resume) replaces the defaults, recipe and YAML.
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    ignored: list[str] = []
+
+    def apply(layer: Mapping[str, Any], where: str, label: str, strict: bool) -> None:
+        normal, skipped = _normalise(layer, where, strict)
+        ignored.extend(f"{label}:{k}" for k in skipped)
+        for name, value in normal.items():
+            if name in _REQUIRED:
+                continue
+            if name in ("model_args", "loss_args") and isinstance(value, Mapping):
+                value = {**values.get(name, {}), **value}
+            values[name] = _coerce(name, value, where)
+            sources[name] = label
+
+    if base is not None:
+        saved_sources = dict(base.get("sources", {}))
+        apply({k: v for k, v in base.items() if k not in ("sources", "resume")}, "config.json",
+              "resume", strict=False)
+        sources.update({k: v for k, v in saved_sources.items() if k in sources})
+    else:
+        apply(card_recipe(model, preset), f"model card {model!r} recipe", "card", strict=False)
+        if config_file is not None:
+            apply(read_yaml(config_file), str(config_file), f"yaml:{config_file}", strict=True)
+    given = {k: v for k, v in dict(cli or {}).items() if v is not None}
+    apply(given, "command line", "cli", strict=True)
+    if preset is not None:
+        values["preset"], sources["preset"] = preset, "cli"
+    cfg = TrainConfig(model=model, data=str(data), out=str(out), **values,
+                      sources={**sources, **({"ignored": ",".join(ignored)} if ignored else {})})
+    return validate(cfg)
+
+
+def write_config(cfg: TrainConfig, extra: Mapping[str, Any] | None = None) -> Path:
+    from geobench.fileio import write_json
+
+    path = cfg.run_dir / CONFIG_FILE
+    write_json(path, {**cfg.to_json(), **dict(extra or {})})
+    return path
+
+
+def read_config(run: str | Path) -> dict[str, Any]:
+    path = Path(run) / CONFIG_FILE
+    if not path.is_file():
+        raise DataError(f"{path}: not found, {run} is not a training run directory; train one "
+                        f"with `geobench train MODEL --data DS --out {run}`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); re-run the training") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise DataError(f"{path}: not a geobench training config (no 'model'); re-run the training")
+    return data

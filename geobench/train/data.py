@@ -1,0 +1,227 @@
+"""Training pairs from a prepared index, image decoding and the model card's preprocessing.
+
+A pair is a query row and a reference row of the same split linked by positives.csv
+(kind positive / train_positive) or, where the dataset gives no links for the split,
+by a shared `item`. Pairs that share an image belong to one *location*; the sampler
+never puts two pairs of one location in a batch (they would be false negatives).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from geobench.errors import DataError, UsageError
+from geobench.prepared import INDEX_FILE, POSITIVES_FILE, Prepared
+from geobench.train.augment import PairAugment, apply_pair
+
+TRAIN_KINDS = ("positive", "train_positive")
+
+
+@dataclass(frozen=True)
+class ViewSource:
+    """Where the images of one model view come from in the index."""
+
+    model_view: str   # the view the model embeds ("polar", "aerial", "ground", ...)
+    index_view: str   # the view of the index rows ("aerial" when polar is computed on the fly)
+
+    @property
+    def on_the_fly_polar(self) -> bool:
+        return self.model_view == "polar" and self.index_view == "aerial"
+
+
+def view_source(prepared: Prepared, rows: pd.DataFrame, model_view: str, what: str) -> ViewSource:
+    """Pick the index view that feeds `model_view`: itself, or aerial rows for polar."""
+    present = set(rows["view"])
+    if model_view in present:
+        return ViewSource(model_view, model_view)
+    if model_view == "polar" and "aerial" in present:
+        return ViewSource("polar", "aerial")
+    raise DataError(f"{prepared.root / INDEX_FILE}: no {what} rows of view {model_view!r} "
+                    f"(found {', '.join(sorted(present)) or 'none'}); prepare the dataset with "
+                    f"that view or pick a model whose card takes these views")
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Matched (query, reference) pairs of one split, as absolute paths."""
+
+    query_paths: tuple[str, ...]
+    reference_paths: tuple[str, ...]
+    query: ViewSource
+    reference: ViewSource
+    location: np.ndarray      # (P,) int64, pairs sharing an image share a location
+    xy: np.ndarray            # (L, 2) float64 UTM easting/northing per location (NaN unknown)
+
+    def __len__(self) -> int:
+        return len(self.query_paths)
+
+    @property
+    def n_locations(self) -> int:
+        return int(self.location.max()) + 1 if len(self.location) else 0
+
+
+def _components(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected components of the bipartite pair graph (query id a, reference id b)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    na = int(a.max()) + 1
+    n = na + int(b.max()) + 1
+    graph = coo_matrix((np.ones(len(a)), (a, na + b)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    _, location = np.unique(labels[a], return_inverse=True)
+    return location.astype(np.int64)
+
+
+def build_pairs(prepared: Prepared, split: str, query_view: str, reference_view: str) -> PairSet:
+    queries = prepared.select(split=split, role="query")
+    refs = prepared.select(split=split, role="reference")
+    if queries.empty or refs.empty:
+        raise DataError(f"{prepared.root / INDEX_FILE}: split {split!r} has {len(queries)} query "
+                        f"and {len(refs)} reference rows; training needs both (choose another "
+                        f"train_split or re-prepare the dataset)")
+    qsrc = view_source(prepared, queries, query_view, f"{split} query")
+    rsrc = view_source(prepared, refs, reference_view, f"{split} reference")
+    queries = queries[queries["view"] == qsrc.index_view]
+    refs = refs[refs["view"] == rsrc.index_view]
+    links = prepared.positives
+    links = links[(links["split"] == split) & links["kind"].isin(TRAIN_KINDS)]
+    if not links.empty:
+        pairs = links[["query", "reference"]].drop_duplicates()
+        pairs = pairs[pairs["query"].isin(queries["uid"]) & pairs["reference"].isin(refs["uid"])]
+        how = f"{POSITIVES_FILE} links"
+    else:
+        q = queries.loc[queries["item"] != "", ["uid", "item"]]
+        r = refs.loc[refs["item"] != "", ["uid", "item"]]
+        pairs = q.merge(r, on="item", suffixes=("_q", "_r"))
+        pairs = pairs.rename(columns={"uid_q": "query", "uid_r": "reference"})[["query", "reference"]]
+        how = "shared item ids"
+    if len(pairs) < 2:
+        raise DataError(f"{prepared.root}: split {split!r} has {len(pairs)} matched "
+                        f"{qsrc.index_view}/{rsrc.index_view} pairs (from {how}); training needs "
+                        f"at least 2: check {POSITIVES_FILE} kinds positive/train_positive")
+    q_pos = pd.Index(queries["uid"]).get_indexer(pairs["query"])
+    r_pos = pd.Index(refs["uid"]).get_indexer(pairs["reference"])
+    location = _components(q_pos, r_pos)
+    rows = refs.iloc[r_pos]
+    xy = np.full((int(location.max()) + 1, 2), np.nan)
+    # Location coordinates: the mean of its reference positions.
+    for col, dim in (("utm_e", 0), ("utm_n", 1)):
+        vals = rows[col].to_numpy(dtype=float)
+        ok = np.isfinite(vals)
+        sums = np.bincount(location[ok], vals[ok], minlength=len(xy))
+        cnt = np.bincount(location[ok], minlength=len(xy))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            xy[:, dim] = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
+    qpaths = tuple(str(p) for p in prepared.paths(queries.iloc[q_pos]))
+    rpaths = tuple(str(p) for p in prepared.paths(rows))
+    return PairSet(qpaths, rpaths, qsrc, rsrc, location, xy)
+
+
+def card_size(card: Any, view: str) -> tuple[int, int]:
+    size = card.input_size.get(view)
+    if size is None:
+        raise UsageError(f"the model card has no input size for view {view!r} (it lists "
+                         f"{', '.join(sorted(card.input_size))}); choose a model for this dataset")
+    return int(size[0]), int(size[1])
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image file to RGB uint8 (H, W, 3) with OpenCV."""
+    import cv2
+
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        what = "file not found" if not Path(path).is_file() else "cannot decode the image"
+        raise DataError(f"{path}: {what}; restore the file or run `geobench doctor` on the "
+                        f"dataset root")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    h, w = size
+    if img.shape[:2] == (h, w):
+        return img
+    shrink = img.shape[0] > h and img.shape[1] > w
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def to_model_view(img: np.ndarray, src: ViewSource, size: tuple[int, int], path: str) -> np.ndarray:
+    """Resize to the card size, polar-transforming aerial rows for polar models."""
+    if src.on_the_fly_polar:
+        from geobench.geometry.polar import polar_transform
+
+        return polar_transform(img, size=size, crop_square=True, source=path)
+    return resize(img, size)
+
+
+def normalise(img: np.ndarray, mean: Sequence[float], std: Sequence[float]):
+    import torch
+
+    arr = img.astype(np.float32) * (1.0 / 255.0)
+    arr -= np.asarray(mean, np.float32)
+    arr /= np.asarray(std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+class PairDataset:
+    """torch-style Dataset of pairs; items are keyed by (pair index, augmentation seed).
+
+    Each pair's random augmentation comes from its own seed (chosen by the sampler from
+    the run seed, epoch and pair), so results do not depend on worker count or on where
+    a resumed run restarts.
+    """
+
+    def __init__(self, pairs: PairSet, card: Any, hflip_p: float = 0.0, rotate_p: float = 0.0) -> None:
+        self.pairs, self.card = pairs, card
+        self.hflip_p, self.rotate_p = hflip_p, rotate_p
+        self.qsize = card_size(card, pairs.query.model_view)
+        self.rsize = card_size(card, pairs.reference.model_view)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key: tuple[int, int]):
+        i, seed = key
+        p = self.pairs
+        q = resize(read_image(p.query_paths[i]), self.qsize)
+        r = read_image(p.reference_paths[i])
+        aug = PairAugment.draw(seed, self.hflip_p, self.rotate_p)
+        # Polar on the fly: augment the aerial first so the transform sees the turned scene.
+        rview = p.reference.index_view
+        if not p.reference.on_the_fly_polar:
+            r = resize(r, self.rsize)
+        q, r = apply_pair(q, r, p.query.model_view, rview, aug)
+        r = to_model_view(r, p.reference, self.rsize, p.reference_paths[i])
+        if r.shape[:2] != self.rsize:  # a non-square aerial turned by 90 degrees
+            r = resize(r, self.rsize)
+        mean, std = self.card.mean, self.card.std
+        return normalise(q, mean, std), normalise(r, mean, std)
+
+
+class ImageDataset:
+    """Single images of one view for embedding (no augmentation)."""
+
+    def __init__(self, paths: Sequence[str], src: ViewSource, card: Any) -> None:
+        self.paths, self.src, self.card = list(paths), src, card
+        self.size = card_size(card, src.model_view)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        img = to_model_view(read_image(self.paths[i]), self.src, self.size, self.paths[i])
+        return normalise(img, self.card.mean, self.card.std)
+
+
+def worker_init(_: int) -> None:
+    import cv2
+
+    # Workers already run in parallel; OpenCV's own threads would oversubscribe the cores.
+    cv2.setNumThreads(1)

@@ -1,0 +1,38 @@
+"""Batched, gradient-free embedding of image files with a GeoModel (sharded under DDP)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from geobench.train.data import ImageDataset, ViewSource, worker_init
+
+def embed_paths(model: Any, paths: Sequence[str], src: ViewSource, *, batch_size: int = 32,
+                device: Any = "cpu", workers: int = 0, ctx: Any = None, amp: bool = False,
+                description: str = "embed") -> np.ndarray:
+    """(N, D) float32 descriptors of `paths` in `src.model_view`; sharded across ranks."""
+    import torch
+
+    from geobench.progress import track
+    from geobench.train import distributed as dist
+
+    ctx = ctx or dist.DistContext()
+    device = torch.device(device)
+    mine = dist.shard(len(paths), ctx)
+    dataset = ImageDataset([paths[i] for i in mine], src, model.card)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                         pin_memory=device.type == "cuda",
+                                         worker_init_fn=worker_init)
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16,
+                                         enabled=amp and device.type == "cuda"):
+        for images in track(loader, description):
+            out.append(model.embed(images.to(device, non_blocking=True), src.model_view).float())
+    model.train(was_training)
+    dim = int(getattr(model.card, "descriptor_dim", 0) or 0)
+    local = torch.cat(out) if out else torch.zeros((0, dim), device=device)
+    return dist.gather_rows(local, ctx).cpu().numpy().astype(np.float32)
+
+

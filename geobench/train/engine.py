@@ -1,0 +1,312 @@
+"""The training loop: `train(config) -> TrainSummary`.
+
+One loop serves a single process and every rank of a torchrun job. The run directory
+gets config.json (resolved options), log.csv (one row per epoch) and the last and best
+checkpoints; all are written atomically by rank 0, so a killed run leaves only complete
+files and `resume=True` continues bit-for-bit from RUN/checkpoint.pt.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from geobench.errors import TrainingError, UsageError
+from geobench.train import checkpoint as ckpt
+from geobench.train import distributed as dist
+from geobench.train.config import TrainConfig, write_config
+from geobench.train.runlog import write_log
+
+PRIMARY = "r@1"
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    step: int
+    epoch: int
+    loss: float
+    lr: float
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    run_dir: Path
+    model: str
+    steps: int
+    epochs: float
+    final_loss: float
+    checkpoint: Path
+    best_checkpoint: Path | None
+    best: dict[str, Any] | None
+    last_metrics: dict[str, Any]
+    seconds: float
+    images_per_s: float
+    data_wait_fraction: float
+    resumed_from_step: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(config: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None) -> TrainSummary:
+    """Train `config.model` on `config.data` into `config.out` (see TrainConfig)."""
+    from geobench.progress import is_quiet, set_quiet
+
+    ctx = dist.setup(config.device)
+    quiet = is_quiet()
+    if not ctx.is_main:
+        set_quiet(True)  # one progress bar per job, from rank 0
+    try:
+        return _Run(config, ctx).loop(on_step)
+    finally:
+        set_quiet(quiet)
+        dist.teardown(ctx)
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class _Run:
+    """The state of one run; split into methods to keep the loop readable."""
+
+    def __init__(self, cfg: TrainConfig, ctx: dist.DistContext) -> None:
+        import torch
+
+        from geobench.losses import build_loss
+        from geobench.prepared import read_prepared
+        from geobench.train import cards
+        from geobench.train.data import PairDataset, build_pairs, worker_init
+        from geobench.train.optim import build_optimizer, build_scheduler
+        from geobench.train.sampling import PairBatchSampler, gps_neighbours
+
+        self.cfg, self.ctx, self.run = cfg, ctx, cfg.run_dir
+        self.last_path, self.best_path = self.run / ckpt.LAST, self.run / ckpt.BEST
+        if cfg.resume and not self.last_path.is_file():
+            raise UsageError(f"{self.last_path}: not found, nothing to resume; drop --resume to "
+                             f"start a new run in {self.run}")
+        if not cfg.resume and self.last_path.is_file():
+            raise UsageError(f"{self.run} already holds a training run ({ckpt.LAST}); pass "
+                             f"--resume to continue it or choose a new --out")
+        self.prepared = read_prepared(cfg.data)
+        _seed_everything(cfg.seed)
+        self.model = cards.build(cfg.model, cfg.preset, cfg.model_args, cfg.weights)
+        card = self.card = self.model.card
+        pairs = build_pairs(self.prepared, cfg.train_split, card.query_view, card.reference_view)
+        neighbours, per_anchor = None, 0
+        if cfg.sampling == "gps":
+            per_anchor = cfg.gps_neighbours or max(1, cfg.batch_size // 4)
+            neighbours = gps_neighbours(pairs.xy, 4 * per_anchor)
+        self.sampler = PairBatchSampler(pairs.location, cfg.batch_size, cfg.seed, neighbours,
+                                        per_anchor, ctx.rank, ctx.world_size)
+        self.spe = self.sampler.steps_per_epoch()
+        self.total = cfg.epochs * self.spe
+        if cfg.max_steps is not None:
+            self.total = min(self.total, cfg.max_steps)
+        self.device = torch.device(ctx.device)
+        self.loader = torch.utils.data.DataLoader(
+            PairDataset(pairs, card, cfg.hflip_p, cfg.rotate_p), batch_sampler=self.sampler,
+            num_workers=cfg.workers, pin_memory=self.device.type == "cuda",
+            worker_init_fn=worker_init, prefetch_factor=4 if cfg.workers else None,
+            # Its own generator: creating an iterator must not consume the global RNG,
+            # or a resumed run would diverge from an uninterrupted one.
+            generator=torch.Generator())
+        self.model.to(self.device)
+        self.loss_fn = build_loss(cfg.loss, **cfg.loss_args).to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.params += [p for p in self.loss_fn.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(cfg, self.params)
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.total, self.spe)
+        self.amp = bool(cfg.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.net = self.model
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                           find_unused_parameters=bool(getattr(self.model, "pairwise", False)))
+        self.step, self.log, self.best, self.resumed_from = 0, [], None, 0
+        self.epoch_losses: list[float] = []  # this epoch's step losses (kept across a resume)
+        self.good_checkpoint: Path | None = None
+        self.saved_step = 0
+        if cfg.resume:
+            self._restore()
+        if ctx.is_main:
+            write_config(cfg, {"dataset_hash": self.prepared.dataset_hash(),
+                               "dataset": self.prepared.name, "steps_per_epoch": self.spe,
+                               "total_steps": self.total, "world_size": ctx.world_size,
+                               "n_pairs": len(pairs), "n_locations": pairs.n_locations,
+                               "views": [pairs.query.model_view, pairs.reference.model_view]})
+
+    # --- checkpoints -----------------------------------------------------------------
+    def _payload(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"model": cfg.model, "model_args": {"preset": cfg.preset, **cfg.model_args},
+                "model_state": self.model.state_dict(), "loss": cfg.loss,
+                "loss_state": self.loss_fn.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": self.step // self.spe, "step": self.step, "rng": ckpt.rng_state(),
+                "dataset_hash": self.prepared.dataset_hash(), "config": cfg.to_json(),
+                "log": list(self.log), "epoch_losses": list(self.epoch_losses),
+                "best": dict(self.best) if self.best else None,
+                "card": {"query_view": self.card.query_view, "reference_view": self.card.reference_view}}
+
+    def _save(self, best: bool = False) -> None:
+        if not self.ctx.is_main:
+            return
+        payload = self._payload()
+        ckpt.save_checkpoint(self.last_path, payload)
+        self.good_checkpoint, self.saved_step = self.last_path, self.step
+        if best:
+            ckpt.save_checkpoint(self.best_path, payload)
+
+    def _restore(self) -> None:
+        from geobench.errors import DataError
+
+        state = ckpt.load_checkpoint(self.last_path, map_location=str(self.device))
+        if state["model"] != self.cfg.model:
+            raise UsageError(f"{self.last_path}: holds model {state['model']!r}, not "
+                             f"{self.cfg.model!r}; resume with the same model or a new --out")
+        if state["dataset_hash"] != self.prepared.dataset_hash():
+            raise DataError(f"{self.last_path}: was trained on a different dataset (index sha256 "
+                            f"{state['dataset_hash'][:12]} vs {self.prepared.dataset_hash()[:12]} in "
+                            f"{self.cfg.data}); resume with the same --data or start a new --out")
+        self.model.load_state_dict(state["model_state"])
+        self.loss_fn.load_state_dict(state["loss_state"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        self.step = self.resumed_from = self.saved_step = int(state["step"])
+        self.log, self.best = list(state["log"]), state["best"]
+        self.epoch_losses = [float(v) for v in state.get("epoch_losses", [])]
+        self.good_checkpoint = self.last_path
+
+    # --- one step ----------------------------------------------------------------------
+    def _step(self, q_img, r_img) -> float:
+        import torch
+
+        q_img = q_img.to(self.device, non_blocking=True)
+        r_img = r_img.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            q, r = self.net(q_img, r_img)
+        if self.ctx.enabled:
+            q, r = dist.gather_with_grad(q), dist.gather_with_grad(r)
+        loss = self.loss_fn(q.float(), r.float())
+        value = float(loss.item())
+        if not math.isfinite(value):
+            self._nan(value)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip is not None:
+            from geobench.train.optim import clip_gradients
+
+            self.scaler.unscale_(self.optimizer)
+            clip_gradients(self.cfg, self.params)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return value
+
+    def _nan(self, value: float) -> None:
+        kept = (f"the last good checkpoint {self.good_checkpoint} (step "
+                f"{self.saved_step}) is kept" if self.good_checkpoint else
+                "no checkpoint had been written yet")
+        lr = self.optimizer.param_groups[0]["lr"]
+        raise TrainingError(f"{self.run}: the loss became {value} at step {self.step + 1} (epoch "
+                            f"{self.step // self.spe + 1}, lr {lr:.3g}); training stopped and "
+                            f"{kept}; lower the learning rate (--lr), set grad_clip in --config "
+                            f"or check the data, then --resume or start a new --out")
+
+    # --- evaluation ----------------------------------------------------------------------
+    def _eval_due(self, epoch: int) -> bool:
+        every = self.cfg.eval_every
+        return every > 0 and (epoch % every == 0 or self.step >= self.total)
+
+    def _evaluate(self) -> dict[str, Any]:
+        from geobench.train.runeval import evaluate_model, pick_eval_split
+
+        split = pick_eval_split(self.prepared, self.cfg.eval_split)
+        if split is None:
+            return {}
+        result = evaluate_model(self.model, self.prepared, split, self.cfg.eval_protocol,
+                                batch_size=self.cfg.eval_batch_size,
+                                device=self.device, workers=self.cfg.workers, ctx=self.ctx,
+                                amp=self.amp)
+        return {"eval_split": split, **result}
+
+    # --- the loop -------------------------------------------------------------------------
+    def loop(self, on_step: Callable[[StepInfo], None] | None) -> TrainSummary:
+        from geobench.progress import bar
+
+        started = time.perf_counter()
+        total_wait = total_time = 0.0
+        images = 0
+        last_loss = float("nan")
+        metrics: dict[str, Any] = {}
+        with bar(f"train {self.cfg.model}", total=self.total) as progress:
+            progress.advance(self.step)
+            while self.step < self.total:
+                epoch = self.step // self.spe
+                self.sampler.set_epoch(epoch, start=self.step - epoch * self.spe)
+                self.model.train()
+                t_epoch, wait = time.perf_counter(), 0.0
+                losses = self.epoch_losses = self.epoch_losses if self.step % self.spe else []
+                carried = len(losses)
+                batches = iter(self.loader)
+                while self.step < self.total:
+                    t0 = time.perf_counter()
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    wait += time.perf_counter() - t0
+                    losses.append(self._step(*batch))
+                    self.step += 1
+                    images += 2 * self.cfg.batch_size
+                    progress.advance(1)
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    every = self.cfg.checkpoint_every
+                    if every and self.step % every == 0 and self.step % self.spe and self.step < self.total:
+                        self._save()
+                    if on_step is not None:
+                        on_step(StepInfo(self.step, epoch, losses[-1], lr))
+                del batches
+                seconds = time.perf_counter() - t_epoch
+                total_wait, total_time = total_wait + wait, total_time + seconds
+                last_loss = float(np.mean(losses)) if losses else last_loss
+                metrics = self._evaluate() if self._eval_due(epoch + 1) else {}
+                improved = self._record(epoch, last_loss, seconds, wait, len(losses) - carried, metrics)
+                self._save(best=improved)
+                if self.ctx.is_main:
+                    write_log(self.run, self.log)
+        return TrainSummary(
+            run_dir=self.run, model=self.cfg.model, steps=self.step, epochs=self.step / self.spe,
+            final_loss=last_loss, checkpoint=self.last_path,
+            best_checkpoint=self.best_path if self.best_path.is_file() else None, best=self.best,
+            last_metrics=metrics, seconds=time.perf_counter() - started,
+            images_per_s=images / total_time if total_time else 0.0,
+            data_wait_fraction=total_wait / total_time if total_time else 0.0,
+            resumed_from_step=self.resumed_from, log=list(self.log))
+
+    def _record(self, epoch: int, loss: float, seconds: float, wait: float, steps: int,
+                metrics: dict[str, Any]) -> bool:
+        row: dict[str, Any] = {
+            "epoch": epoch + 1, "step": self.step, "loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "images_per_s": 2 * self.cfg.batch_size * steps / seconds if seconds else 0.0,
+            "data_wait_frac": wait / seconds if seconds else 0.0, "seconds": seconds}
+        row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
+        self.log.append(row)
+        value = metrics.get(PRIMARY)
+        if value is None or (self.best is not None and value <= self.best["value"]):
+            return False
+        self.best = {"metric": PRIMARY, "value": float(value), "step": self.step, "epoch": epoch + 1}
+        return True

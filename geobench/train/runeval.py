@@ -1,0 +1,200 @@
+"""Evaluate a model or a training run on a prepared split through the evaluation engine.
+
+`evaluate_run(run, data, split)` is `geobench eval RUN --data DS --split S`: it builds
+the model recorded in the run's checkpoint, embeds the split's queries and references
+(batched, no grad), caches the descriptors in RUN/eval/<dataset>-<split>/features.h5
+(the features-file contract; reused while the checkpoint and dataset hashes match) and
+hands the file to `geobench.evaluation.evaluate_features`. Training calls
+`evaluate_model` for its periodic evaluation (in memory, nothing written).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from geobench.errors import DataError, UsageError
+from geobench.prepared import INDEX_FILE, Prepared
+from geobench.train.data import ViewSource
+
+FEATURES_FILE = "features.h5"
+
+
+def pick_eval_split(prepared: Prepared, wanted: str | None) -> str | None:
+    """`wanted` if given (it must have queries and references), else val, else test."""
+    def usable(split: str) -> bool:
+        return {"query", "reference"} <= set(prepared.select(split=split)["role"])
+
+    if wanted is not None:
+        if not usable(wanted):
+            raise DataError(f"{prepared.root / INDEX_FILE}: split {wanted!r} has no query or no "
+                            f"reference rows; choose another split")
+        return wanted
+    return next((s for s in ("val", "test") if usable(s)), None)
+
+
+def default_protocol(prepared: Prepared) -> str:
+    """The manifest's protocol, else the catalog's default for the dataset, else `pairs`."""
+    from geobench.protocols import protocol_names
+
+    named = prepared.manifest.get("protocol") or prepared.manifest.get("parameters", {}).get("protocol")
+    if named in protocol_names():
+        return str(named)
+    try:
+        from geobench.catalog import load_catalog
+
+        spec = load_catalog().get(prepared.name)
+    except Exception:  # noqa: BLE001 - a broken catalog must not block evaluation
+        spec = None
+    if spec is not None and spec.default_protocol in protocol_names():
+        return spec.default_protocol
+    return "pairs"
+
+
+def _model_view(card: Any, index_view: str) -> ViewSource:
+    """How the model embeds rows of `index_view` (aerial rows feed polar models on the fly)."""
+    if index_view in card.input_size:
+        return ViewSource(index_view, index_view)
+    if index_view == "aerial" and "polar" in card.input_size:
+        return ViewSource("polar", "aerial")
+    raise UsageError(f"the model embeds {', '.join(sorted(card.input_size))} images, not "
+                     f"{index_view!r}; pick a protocol or dataset with matching views")
+
+
+def _forced_view(prepared: Prepared, split: str, role: str, card_view: str,
+                 protocol_views: tuple[str, ...]) -> str | None:
+    rows = prepared.select(split=split, role=role)
+    for view in (card_view, "aerial") if card_view == "polar" else (card_view,):
+        fits = not protocol_views or view in protocol_views
+        if fits and (rows["view"] == view).any():
+            return view
+    return None
+
+
+@dataclass
+class EmbeddedSets:
+    query: Any       # (Nq, D) float32
+    reference: Any   # (Nr, D) float32
+    sets: Any        # geobench.protocols.EvalSets
+    protocol: str
+
+
+def embed_sets(model: Any, prepared: Prepared, split: str, protocol: str | None = None, *,
+               batch_size: int = 32, device: Any = "cpu", workers: int = 0, ctx: Any = None,
+               amp: bool = False) -> EmbeddedSets:
+    from geobench.protocols import eval_sets, get_protocol
+    from geobench.train.embed import embed_paths
+
+    proto = get_protocol(protocol or default_protocol(prepared))
+    card = model.card
+    sets = eval_sets(prepared, split, proto,
+                     query_view=_forced_view(prepared, split, "query", card.query_view, proto.query_views),
+                     reference_view=_forced_view(prepared, split, "reference", card.reference_view,
+                                                 proto.reference_views))
+    kw = dict(batch_size=batch_size, device=device, workers=workers, ctx=ctx, amp=amp)
+    out = []
+    for role, rows in (("queries", sets.queries), ("references", sets.references)):
+        views = set(rows["view"])
+        if len(views) != 1:
+            raise DataError(f"{prepared.root / INDEX_FILE}: {split} {role} mix views "
+                            f"{', '.join(sorted(views))}; pick a protocol that selects one")
+        src = _model_view(card, views.pop())
+        out.append(embed_paths(model, [str(p) for p in prepared.paths(rows)], src,
+                               description=f"embed {split} {role}", **kw))
+    return EmbeddedSets(out[0], out[1], sets, proto.name)
+
+
+def evaluate_model(model: Any, prepared: Prepared, split: str, protocol: str | None = None, *,
+                   batch_size: int = 32, device: Any = "cpu", workers: int = 0, ctx: Any = None,
+                   amp: bool = False) -> dict[str, Any]:
+    """The protocol's metrics for `model` on a split (rank 0; other ranks get {})."""
+    from geobench.evaluation import evaluate
+
+    emb = embed_sets(model, prepared, split, protocol, batch_size=batch_size, device=device,
+                     workers=workers, ctx=ctx, amp=amp)
+    if ctx is not None and not ctx.is_main:
+        return {}
+    s = emb.sets
+    result = evaluate(emb.query, emb.reference, s.positives, emb.protocol,
+                      semi_positives=s.semi_positives, query_latlon=s.query_latlon,
+                      reference_latlon=s.reference_latlon)
+    return {"protocol": emb.protocol, **result.metrics}
+
+
+def _cached(features: Path, attrs: dict[str, Any]) -> bool:
+    """True when `features` was written for exactly this checkpoint, dataset, split, protocol."""
+    if not features.is_file():
+        return False
+    import h5py
+
+    try:
+        with h5py.File(features, "r") as h5:
+            found = {k: h5.attrs.get(k) for k in attrs}
+    except OSError:
+        return False
+    norm = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
+    return all(norm(found[k]) == str(v) for k, v in attrs.items())
+
+
+def load_run_model(checkpoint_path: str | Path, device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
+    """Rebuild the model recorded in a checkpoint and load its weights."""
+    from geobench.train import cards
+    from geobench.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint_path)
+    args = dict(state.get("model_args", {}))
+    preset = args.pop("preset", None)
+    model = cards.build(state["model"], preset, args)
+    model.load_state_dict(state["model_state"])
+    model.to(device).eval()
+    return model, state
+
+
+def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options: Any = None, *,
+                 checkpoint: str = "last", out: str | Path | None = None, batch_size: int = 32,
+                 device: str = "cpu", workers: int = 0) -> Any:
+    """`geobench eval RUN --data DS --split S` -> geobench.evaluation.EvalSummary.
+
+    checkpoint: "last" (RUN/checkpoint.pt), "best" (RUN/best.pt) or a path.
+    """
+    from dataclasses import replace
+
+    from geobench.evaluation import EvalOptions, Provenance, evaluate_features
+    from geobench.features import write_features
+    from geobench.fileio import sha256_file
+    from geobench.prepared import read_prepared
+    from geobench.train.checkpoint import BEST, LAST
+
+    run = Path(run)
+    if not run.is_dir():
+        raise DataError(f"{run}: not a run directory; train one with `geobench train MODEL "
+                        f"--data DS --out {run}`")
+    path = {"last": run / LAST, "best": run / BEST}.get(checkpoint, Path(checkpoint))
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda but no CUDA device is available; use --device cpu")
+    model, state = load_run_model(path, device)
+    prepared = read_prepared(data)
+    options = options or EvalOptions()
+    protocol = options.protocol or default_protocol(prepared)
+    name = prepared.name or Path(data).resolve().name
+    out_dir = Path(out) if out is not None else run / "eval" / f"{name}-{split}"
+    features = out_dir / FEATURES_FILE
+    attrs = {"model": state["model"], "checkpoint_sha256": sha256_file(path),
+             "dataset": name, "dataset_sha256": prepared.dataset_hash(), "split": split,
+             "protocol": protocol, "run": run.resolve().name}
+    if not _cached(features, attrs):
+        emb = embed_sets(model, prepared, split, protocol, batch_size=batch_size, device=device,
+                         workers=workers)
+        s = emb.sets
+        write_features(features, emb.query, emb.reference, s.positives,
+                       semi_positives=s.semi_positives, query_latlon=s.query_latlon,
+                       reference_latlon=s.reference_latlon, query_uids=list(s.queries["uid"]),
+                       reference_uids=list(s.references["uid"]), attrs=attrs)
+    prov = Provenance(run=attrs["run"], dataset=name, split=split, model=state["model"],
+                      checkpoint_sha256=attrs["checkpoint_sha256"],
+                      dataset_sha256=attrs["dataset_sha256"],
+                      extra={"checkpoint": str(path), "step": int(state["step"])})
+    return evaluate_features(features, out_dir, replace(options, protocol=protocol), prov)

@@ -1,0 +1,162 @@
+"""Each loss against a brute-force Python loop over the batch (reference/models.md §4)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from geobench.errors import UnknownNameError, UsageError
+from geobench.losses import LOSSES, build_loss
+
+
+def _batch(b: int = 6, d: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    q = F.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=1)
+    r = F.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=1)
+    return q, r
+
+
+def _dist(a, b) -> float:
+    return float(sum((x - y) ** 2 for x, y in zip(a.tolist(), b.tolist())))
+
+
+def _softplus(x: float) -> float:
+    return math.log(1.0 + math.exp(x))
+
+
+def brute_triplet(q, r, gamma=10.0, hard_k=None) -> float:
+    b = len(q)
+    directions = []
+    for anchors, others in ((q, r), (r, q)):
+        total, count = 0.0, 0
+        for a in range(b):
+            pos = _dist(anchors[a], others[a])
+            terms = [_softplus(gamma * (pos - _dist(anchors[a], others[n])))
+                     for n in range(b) if n != a]
+            if hard_k is not None:
+                terms = sorted(terms, reverse=True)[:hard_k]
+            total += sum(terms)
+            count += len(terms)
+        directions.append(total / count)
+    return sum(directions) / 2
+
+
+def brute_semi_hard(q, r, alpha=10.0) -> float:
+    b = len(q)
+    directions = []
+    for anchors, others in ((q, r), (r, q)):
+        total = 0.0
+        for a in range(b):
+            pos = _dist(anchors[a], others[a])
+            negs = [_dist(anchors[a], others[n]) for n in range(b) if n != a]
+            closer = [d for d in negs if d < pos]
+            neg = max(closer) if closer else min(negs)
+            total += _softplus(alpha * (pos - neg))
+        directions.append(total / b)
+    return sum(directions) / 2
+
+
+def brute_infonce(q, r, scale=1 / 0.07, eps=0.1) -> float:
+    b = len(q)
+    sim = [[scale * float(q[i] @ r[j]) for j in range(b)] for i in range(b)]
+    directions = []
+    for rows in (sim, [list(c) for c in zip(*sim)]):
+        total = 0.0
+        for i, row in enumerate(rows):
+            log_z = math.log(sum(math.exp(v) for v in row))
+            logp = [v - log_z for v in row]
+            # Label smoothing: (1-eps) on the target plus eps spread uniformly.
+            total += -((1 - eps) * logp[i] + eps * sum(logp) / b)
+        directions.append(total / b)
+    return sum(directions) / 2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_soft_margin_triplet_matches_loop(seed):
+    q, r = _batch(seed=seed)
+    assert build_loss("soft_margin_triplet")(q, r).item() == pytest.approx(brute_triplet(q, r), rel=1e-9)
+    got = build_loss("soft_margin_triplet", gamma=3.0)(q, r).item()
+    assert got == pytest.approx(brute_triplet(q, r, gamma=3.0), rel=1e-9)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 9])
+def test_hard_mining_variant_matches_loop(k):
+    q, r = _batch(seed=3)
+    got = build_loss("soft_margin_triplet_hard", hard_k=k)(q, r).item()
+    assert got == pytest.approx(brute_triplet(q, r, hard_k=min(k, 5)), rel=1e-9)
+    # Keeping the hardest terms can only raise the mean.
+    assert got >= build_loss("soft_margin_triplet")(q, r).item() - 1e-12
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_semi_hard_matches_loop(seed):
+    q, r = _batch(b=7, seed=seed)
+    assert build_loss("semi_soft_tri_hard")(q, r).item() == pytest.approx(brute_semi_hard(q, r), rel=1e-9)
+
+
+def test_semi_hard_picks_both_branches():
+    # Pair 0's positive is far (violating negatives exist); pair 1's is close (none).
+    q = F.normalize(torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]], dtype=torch.float64), dim=1)
+    r = F.normalize(torch.tensor([[-1.0, 0.1, 0], [0, 1.0, 0.05], [0.2, 0, 1.0]], dtype=torch.float64), dim=1)
+    assert build_loss("semi_soft_tri_hard", alpha=2.0)(q, r).item() == pytest.approx(
+        brute_semi_hard(q, r, alpha=2.0), rel=1e-9)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_infonce_matches_loop_and_learns_temperature(eps):
+    q, r = _batch(seed=5)
+    loss = build_loss("infonce", label_smoothing=eps).double()
+    value = loss(q, r)
+    scale = math.exp(loss.logit_scale.item())  # the float32-rounded 1/0.07
+    assert value.item() == pytest.approx(brute_infonce(q, r, scale=scale, eps=eps), rel=1e-9)
+    assert loss.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+    value.backward()
+    assert loss.logit_scale.grad is not None and loss.logit_scale.grad.abs().item() > 0
+
+
+def test_gradients_flow_and_perfect_batch_is_low():
+    q, r = _batch(seed=6)
+    for name in LOSSES.names():
+        qq = q.clone().requires_grad_(True)
+        build_loss(name).double()(qq, r).backward()
+        assert torch.isfinite(qq.grad).all() and qq.grad.abs().sum() > 0, name
+        # Identical descriptors (well separated) should beat random ones.
+        eye = torch.eye(6, dtype=torch.float64)
+        assert build_loss(name).double()(eye, eye) < build_loss(name).double()(q, r), name
+
+
+def test_errors():
+    with pytest.raises(UnknownNameError, match="infonce"):
+        build_loss("infonc")
+    with pytest.raises(UsageError, match="bad arguments"):
+        build_loss("infonce", gamma=3)
+    with pytest.raises(UsageError, match="at least 2"):
+        build_loss("infonce")(torch.ones(1, 4), torch.ones(1, 4))
+    with pytest.raises(UsageError, match="equal shape"):
+        build_loss("soft_margin_triplet")(torch.ones(3, 4), torch.ones(2, 4))
+
+
+def brute_multi_similarity(q, r, alpha=1.0, beta=50.0, base=0.0, eps=0.1) -> float:
+    x = list(q) + list(r)
+    b, n = len(q), len(x)
+    total = 0.0
+    for i in range(n):
+        sims = {j: float(x[i] @ x[j]) for j in range(n) if j != i}
+        pos = [j for j in sims if j % b == i % b]
+        neg = [j for j in sims if j % b != i % b]
+        if eps is not None:
+            weakest, strongest = min(sims[j] for j in pos), max(sims[j] for j in neg)
+            neg = [j for j in neg if sims[j] + eps > weakest]
+            pos = [j for j in pos if sims[j] - eps < strongest]
+        total += math.log(1 + sum(math.exp(-alpha * (sims[j] - base)) for j in pos)) / alpha
+        total += math.log(1 + sum(math.exp(beta * (sims[j] - base)) for j in neg)) / beta
+    return total / n
+
+
+@pytest.mark.parametrize("eps", [None, 0.1, 1.5])
+def test_multi_similarity_matches_loop(eps):
+    q, r = _batch(seed=8)
+    got = build_loss("multi_similarity", epsilon=eps)(q, r).item()
+    assert got == pytest.approx(brute_multi_similarity(q, r, eps=eps), rel=1e-9)
