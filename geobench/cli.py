@@ -167,6 +167,8 @@ def prepare_cmd(
     preset: Annotated[str, typer.Option(help="synthetic: easy | standard | hard.")] = "standard",
     resolution: Annotated[str, typer.Option(help="synthetic: default (half the real sizes) | "
                                             "full.")] = "default",
+    workers: Annotated[int, typer.Option(help="synthetic: rendering processes (0: one per "
+                                         "core; same output for any).")] = 0,
     protocol: Annotated[Optional[str], typer.Option(help="vigor: same | cross.")] = None,
     corrected: Annotated[bool, typer.Option(help="vigor: use splits__corrected labels.")] = False,
     queries_folder: Annotated[Optional[str], typer.Option(
@@ -188,7 +190,7 @@ def prepare_cmd(
 
         given = {"pairs": pairs, "test_pairs": test_pairs, "cities": cities}
         synth = SyntheticOptions(out=out / "raw", seed=seed, layout=layout, preset=preset,
-                                 resolution=resolution,
+                                 resolution=resolution, workers=workers,
                                  **{k: v for k, v in given.items() if v is not None})
         ds = prepare_synthetic(synth, out, options)
         _print_prepared(ds, f"prepared synthetic ({layout}, {preset}) -> {out}")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geobench.datasets.synthetic import SyntheticOptions, generate, prepare_synthetic
+from geobench.datasets.synthetic import SyntheticOptions, generate, plan_sites, prepare_synthetic
 from geobench.datasets.synthetic.layouts import LOCATIONS_FILE
 from geobench.errors import UsageError
 from geobench.geometry import gps
@@ -23,6 +23,7 @@ def _gen(root: Path, **kw) -> Path:
     set_quiet(True)
     kw.setdefault("difficulty", FAST)
     kw.setdefault("cities", 1)
+    kw.setdefault("workers", 1)
     return generate(SyntheticOptions(out=root, **kw))
 
 
@@ -55,8 +56,10 @@ def test_cvusa_layout_files_and_csvs(cvusa):
     ids = [line[11:18] for sp in ("train", "val")
            for line in (cvusa / "splits" / f"{sp}-19zl.csv").read_text().splitlines()]
     assert sorted(ids) == [f"{k:07d}" for k in range(1, 15)]
-    labels = cv2.imread(str(cvusa / "streetview/annotations/0000001.png"), cv2.IMREAD_UNCHANGED)
-    assert labels.ndim == 2 and labels.max() <= 7 and (labels[:20] == 0).mean() > 0.3
+    maps = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+            for p in sorted((cvusa / "streetview/annotations").glob("*.png"))]
+    assert len(maps) == 14 and all(m.ndim == 2 and m.max() <= 7 for m in maps)
+    assert np.mean([(m[:20] == 0).mean() for m in maps]) > 0.3   # sky at the top
     loc = pd.read_csv(cvusa / LOCATIONS_FILE)
     assert set(loc["city"]) == {"Alderton", "Brookfield"}
     e, n, zone, letter = gps.latlon_to_utm(loc["lat"].to_numpy(), loc["lon"].to_numpy())
@@ -68,13 +71,17 @@ def _tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "synthetic.json"}
 
 
-def test_same_seed_same_bytes_other_seed_differs(tmp_path):
-    a = _gen(tmp_path / "a", pairs=3, test_pairs=2, seed=9)
-    b = _gen(tmp_path / "b", pairs=3, test_pairs=2, seed=9)
-    c = _gen(tmp_path / "c", pairs=3, test_pairs=2, seed=10)
-    da, db, dc = _tree_digest(a), _tree_digest(b), _tree_digest(c)
-    assert da == db
-    assert da["bingmap/19/0000001.jpg"] != dc["bingmap/19/0000001.jpg"]
+def test_same_seed_same_bytes_for_any_worker_count_other_seed_differs(tmp_path):
+    a = _gen(tmp_path / "a", pairs=3, test_pairs=2, seed=9, cities=2)
+    b = _gen(tmp_path / "b", pairs=3, test_pairs=2, seed=9, cities=2, workers=2)
+    da, db = _tree_digest(a), _tree_digest(b)
+    assert len(da) == 5 * 3 + 3 and da == db     # 5 pairs x 3 images, 2 splits, locations
+    where = [np.vstack([s.picked for s in plan_sites(SyntheticOptions(
+        out=tmp_path / "x", pairs=3, test_pairs=2, seed=seed, difficulty=FAST))])
+        for seed in (9, 9, 10)]
+    assert np.array_equal(where[0], where[1]) and not np.array_equal(where[0], where[2])
+    meta = [(r / "synthetic.json").read_text() for r in (a, b)]
+    assert meta[0].replace(str(a), "") == meta[1].replace(str(b), "")
 
 
 def test_refuses_non_empty_out_and_leaves_nothing_partial(tmp_path):
@@ -112,7 +119,7 @@ def test_vigor_layout_labels_and_offsets_point_at_the_camera(vigor):
         assert (vigor / city / "panorama" / f[0]).is_file()
         lat, lon = float(lat_s), float(lon_s)
         dists = []
-        for k, (sat, d0, d1) in enumerate(zip(f[1::3], f[2::3], f[3::3])):
+        for k, (sat, d0, d1) in enumerate(zip(f[1::3], f[2::3], f[3::3], strict=True)):
             assert re.fullmatch(r"-?\d+\.0", d0) and re.fullmatch(r"-?\d+\.0", d1)
             assert (vigor / city / "satellite" / sat).is_file()
             slat, slon = (float(v) for v in sat[len("satellite_"):-len(".png")].split("_"))
@@ -147,7 +154,7 @@ def test_vigor_offset_pixel_shows_the_street(vigor):
 
 
 def test_vg_layout_names(tmp_path):
-    root = _gen(tmp_path / "raw", layout="vg", pairs=3, test_pairs=2, seed=4)
+    root = _gen(tmp_path / "raw", layout="vg", pairs=3, test_pairs=2, seed=4, vg_crops=2)
     for split in ("train", "val", "test"):
         for folder in ("database", "queries"):
             assert any((root / "images" / split / folder).glob("*.jpg")), (split, folder)

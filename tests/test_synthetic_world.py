@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geobench.datasets.synthetic.difficulty import (Difficulty, limit_view, resolve_difficulty)
+from geobench.datasets.synthetic.difficulty import Difficulty, limit_view, resolve_difficulty
 from geobench.datasets.synthetic.render import LABELS, cast, pano_rays, render_aerial
 from geobench.datasets.synthetic.town import Plan, city_style, plan_district
 from geobench.datasets.synthetic.world import build_district

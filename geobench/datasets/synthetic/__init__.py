@@ -3,15 +3,17 @@
 `generate(SyntheticOptions(out=RAW, layout="cvusa"|"vigor"|"vg", ...))` writes the raw
 layout of the named real dataset under RAW (and nothing else but `synthetic.json` and
 `synthetic_locations.csv`), so the ordinary adapters index it. `prepare_synthetic` then
-runs that adapter. Modules: town (plans), world (rasters, captures), render (cameras),
-difficulty (knobs, presets), scene (placement, RNG), layouts / layout_vigor (writers).
+runs that adapter. Modules: town (plans), sites (districts sized to the requested
+locations), world (rasters, captures), render (cameras), difficulty (knobs, presets), scene
+(built towns, cameras), pool (rendering in processes), layouts / layout_vigor (writers).
 """
 from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from geobench.datasets.synthetic.difficulty import PRESETS, Difficulty, resolve_difficulty
 from geobench.datasets.synthetic.options import LAYOUTS, SyntheticOptions
@@ -19,9 +21,9 @@ from geobench.errors import UsageError
 from geobench.fileio import write_json
 
 __all__ = ["SyntheticOptions", "Difficulty", "PRESETS", "LAYOUTS", "generate",
-           "prepare_synthetic", "difficulty_of", "GENERATOR_VERSION"]
+           "prepare_synthetic", "plan_sites", "difficulty_of", "GENERATOR_VERSION"]
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 META_FILE = "synthetic.json"
 
 
@@ -29,8 +31,28 @@ def difficulty_of(options: SyntheticOptions) -> Difficulty:
     return resolve_difficulty(options.preset, options.difficulty)
 
 
+def n_test_pairs(options: SyntheticOptions, diff: Difficulty) -> int:
+    return int(options.test_pairs if options.test_pairs is not None else diff.test_pairs)
+
+
+def plan_sites(options: SyntheticOptions) -> list:
+    """Where generate() would put every image (districts and picked locations, as
+    `sites.Site`s), without rendering anything: cheap even for 100k pairs."""
+    from geobench.datasets.synthetic import layout_vigor, layouts
+
+    diff = difficulty_of(options)
+    n_test = n_test_pairs(options, diff)
+    if options.layout == "vg":
+        return [site for _, split_sites in layouts.plan_vg(options, diff, n_test)
+                for site in split_sites]
+    planner = layouts.plan_cvusa if options.layout == "cvusa" else layout_vigor.plan_vigor
+    return planner(options, diff, options.pairs + n_test)
+
+
 def _describe(options: SyntheticOptions, diff: Difficulty, n_test: int) -> dict[str, Any]:
-    opts = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    # workers and overwrite change how, not what, is written: leave them out
+    opts = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+            if f.name not in ("workers", "overwrite")}
     opts["out"] = str(options.out)
     aerial, ground = options.sizes
     return {"generator": "geobench.datasets.synthetic", "version": GENERATOR_VERSION,
@@ -50,7 +72,7 @@ def generate(options: SyntheticOptions) -> Path:
     from geobench.datasets.synthetic import layout_vigor, layouts
 
     diff = difficulty_of(options)
-    n_test = int(options.test_pairs if options.test_pairs is not None else diff.test_pairs)
+    n_test = n_test_pairs(options, diff)
     out = Path(options.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not options.overwrite:
         raise UsageError(f"{out}: already exists and is not empty; choose another --out or "

@@ -1,15 +1,19 @@
 """Difficulty knobs of the synthetic world and the named presets easy / standard / hard.
 
 Every knob is continuous so the presets can be calibrated by measurement later (the
-calibration command lives with the training engine). Appearance-change knobs act on the
-aerial "capture" (taken at another time than the ground views); the ground-view knobs
-act on the panoramas only.
+calibration command lives with the training engine). Appearance-change knobs (lighting,
+season, repaint, rebuild, vehicles) make the town at a later time than the ground views:
+CVUSA / VIGOR aerials show it from above, VG queries from the street (the VG database
+shows the town as built); the ground-view knobs act on the ground images only.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -94,23 +98,38 @@ def photometric(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.
     """Global exposure, contrast and white-balance change scaled by `amount` (0: none)."""
     if amount <= 0:
         return img
+    import cv2
+
     gain = np.exp(rng.normal(0.0, 0.25 * amount))
     contrast = np.exp(rng.normal(0.0, 0.15 * amount))
     tint = 1.0 + rng.normal(0.0, 0.06 * amount, size=3)
-    out = img.astype(np.float32)
-    mean = out.mean()
-    out = (out - mean) * contrast + mean
-    out *= (gain * tint).astype(np.float32)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    mean = float(img.mean())
+    # ((x - mean) * contrast + mean) * gain * tint, per channel, in one saturating pass
+    scale = gain * tint * contrast
+    shift = gain * tint * mean * (1.0 - contrast)
+    if img.ndim == 2:   # grey: the mean of the channel changes
+        out = img * np.float32(scale.mean()) + np.float32(shift.mean())
+        return np.clip(out, 0, 255).round().astype(np.uint8)
+    m = np.hstack([np.diag(scale), shift[:, None]]).astype(np.float32)
+    return cv2.transform(img, m)
 
 
 def sensor_noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return img
-    noise = rng.standard_normal(size=img.shape, dtype=np.float32)
+    import cv2
+
+    # Gaussian by table look-up of 16 random bits: 3x cheaper than standard_normal
+    noise = _normal_table()[np.frombuffer(rng.bytes(2 * img.size), np.uint16)]
     noise *= np.float32(sigma)
-    noise += img
-    return np.clip(noise, 0, 255, out=noise).astype(np.uint8)
+    return cv2.add(img, noise.reshape(img.shape), dtype=cv2.CV_8U)   # saturating, rounded
+
+
+@functools.lru_cache(maxsize=1)
+def _normal_table() -> np.ndarray:
+    """Standard normal quantiles at the 65536 mid-points of (0, 1)."""
+    inv = statistics.NormalDist().inv_cdf
+    return np.array([inv((k + 0.5) / 65536) for k in range(65536)], np.float32)
 
 
 def occlude(pano: np.ndarray, horizon_row: float, rng: np.random.Generator,

@@ -3,16 +3,18 @@
 Sizes: `resolution="default"` writes images at half the real datasets' sizes with the
 same aspect (CVUSA: aerial 256x256 is the size SAFA/TransGeo train on, panorama 112x616
 is exactly half of 224x1232; VIGOR: 320 / 256x512; VG: 240x320), which keeps 2,000 CVUSA
-pairs at about a minute on two cores. `resolution="full"` writes the real sizes (CVUSA
+pairs under about a minute on two cores with `workers` = 2 (see geobench/bench/synthetic.py;
+the bytes written do not depend on `workers`). `resolution="full"` writes the real sizes (CVUSA
 750 / 224x1232, VIGOR 640 / 1024x2048, VG 480x640). `aerial_size` / `ground_size`
 override either. Ground coverage follows the real data: CVUSA zoom-19 tiles span about
 0.23 m/px x 750 px, VIGOR 0.114 m/px x 640 px.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from geobench.errors import UsageError
 
@@ -53,6 +55,7 @@ class SyntheticOptions:
     vg_crops: int = 4              # VG: database crops per place (evenly spaced headings)
     vg_hfov_deg: float = 90.0
     overwrite: bool = False
+    workers: int = 0               # rendering processes; 0: one per core (same bytes for any)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -79,6 +82,8 @@ class SyntheticOptions:
         if self.ground_size is not None and (len(self.ground_size) != 2 or
                                              min(self.ground_size) < 8):
             raise UsageError(f"ground size {self.ground_size} must be (height, width) >= 8")
+        if not 0 <= int(self.workers) <= 256:
+            raise UsageError(f"--workers {self.workers} must lie in 0..256 (0: one per core)")
         if not 1 <= self.vg_crops <= 36 or not 10 <= self.vg_hfov_deg <= 170:
             raise UsageError("vg_crops must lie in 1..36 and vg_hfov_deg in [10, 170]")
 

@@ -13,9 +13,22 @@ import functools
 
 import numpy as np
 
-from geobench.datasets.synthetic.world import (BUILDING, CANOPY, GRASS, GROUND, MARKING, PLAZA,
-                                               ROAD, SIDEWALK, TRUNK, VEHICLE, GroundCapture,
-                                               tile_index, untile, value_noise)
+from geobench.datasets.synthetic.world import (
+    BUILDING,
+    CANOPY,
+    GRASS,
+    GROUND,
+    MARKING,
+    PLAZA,
+    ROAD,
+    SIDEWALK,
+    TRUNK,
+    VEHICLE,
+    GroundCapture,
+    tile_index,
+    untile,
+    value_noise,
+)
 
 # label ids of the annotation PNGs (written beside CVUSA panoramas)
 LABELS = {"sky": 0, "building": 1, "road": 2, "sidewalk": 3, "grass": 4, "tree": 5,
@@ -25,6 +38,8 @@ for _m, _l in ((GRASS, 4), (ROAD, 2), (SIDEWALK, 3), (MARKING, 2), (PLAZA, 7), (
                (TRUNK, 5), (BUILDING, 1), (VEHICLE, 6)):
     _MAT_LABEL[_m] = _l
 _LIM, _OFF = 1.0e3, 4.0e3
+_GROUNDISH = np.zeros(16, bool)   # what rays below the horizon see as ground
+_GROUNDISH[list(GROUND) + [CANOPY]] = True
 
 
 @functools.lru_cache(maxsize=32)
@@ -63,21 +78,39 @@ def _first_hit(cm: np.ndarray, tan_el: np.ndarray, cols: np.ndarray) -> np.ndarr
     return np.searchsorted(keys, q, side="left") - cols * S
 
 
+def _hits_shared(cm: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """First step k with cm[c, k] >= t[r] (S where none) for every column c and row r,
+    when all columns share the ascending thresholds t (R,) (panoramas): each step covers
+    the rows whose threshold its running maximum newly passes, so one np.repeat lays
+    out all answers with no search per pixel. Returns (W, R)."""
+    W, S = cm.shape
+    cnt = np.searchsorted(t, cm.ravel(), side="right").reshape(W, S)
+    per = np.empty_like(cnt)
+    per[:, 0] = cnt[:, 0]
+    np.subtract(cnt[:, 1:], cnt[:, :-1], out=per[:, 1:])
+    out = np.full((W, t.size), S, np.int64)
+    out[np.arange(t.size)[None, :] < cnt[:, -1:]] = np.repeat(
+        np.broadcast_to(np.arange(S), (W, S)).ravel(), per.ravel())
+    return out
+
+
 def _hash01(x: np.ndarray) -> np.ndarray:
-    return ((x.astype(np.int64) * 2654435761) % 4093) / 4093.0
+    return ((x.astype(np.uint32) * np.uint32(2654435761)) >> np.uint32(20)).astype(
+        np.float32) * np.float32(1 / 4095.0)
 
 
 def cast(cap: GroundCapture, x: float, y: float, az: np.ndarray, tan_el: np.ndarray,
          rng: np.random.Generator, far: float = 250.0):
     """Render (rgb uint8 (H,W,3), labels uint8 (H,W)) from camera (x, y, cap.z0)."""
-    z0 = cap.z0
     W = az.size
     H = tan_el.shape[0]
+    shared = None
+    if tan_el.shape[1] == 1 and np.all(np.diff(tan_el[:, 0]) <= 0):
+        shared = tan_el[:, 0]
     tan_el = np.broadcast_to(tan_el, (H, W))
     res, sy = cap.res, cap.size[1]
     nr, nc = cap.shape
     s = march_steps(W, res, far)
-    S = s.size
     dx, dy = np.sin(az), np.cos(az)
     # the raster's outer ring is flat grass, so clipping stands for "outside the town"
     sr = (s / res).astype(np.float32)
@@ -94,69 +127,101 @@ def cast(cap: GroundCapture, x: float, y: float, az: np.ndarray, tan_el: np.ndar
     up = (tan_el >= 0).ravel()
     cols = np.broadcast_to(np.arange(W), (H, W)).ravel()
     q = tan_el.ravel().astype(np.float32)
-    k = np.empty(H * W, np.int64)
-    k[up] = _first_hit(cm_all, q[up], cols[up])
-    k[~up] = _first_hit(cm_solid, q[~up], cols[~up])
+    if shared is not None:   # panorama rows: one threshold per row, descending
+        n_up = int((shared >= 0).sum())   # the top rows
+        t = shared[::-1].astype(np.float32)
+        k = np.empty((H, W), np.int64)
+        k[:n_up] = _hits_shared(cm_all, t[H - n_up:])[:, ::-1].T
+        k[n_up:] = _hits_shared(cm_solid, t[:H - n_up])[:, ::-1].T
+        k = k.ravel()
+    else:
+        k = np.empty(H * W, np.int64)
+        k[up] = _first_hit(cm_all, q[up], cols[up])
+        k[~up] = _first_hit(cm_solid, q[~up], cols[~up])
+    return _shade(cap, x, y, az, q, cols, k, flat.ravel(), s, rng, (H, W))
+
+
+def _shade(cap: GroundCapture, x: float, y: float, az: np.ndarray, q: np.ndarray,
+           cols: np.ndarray, k: np.ndarray, flat: np.ndarray, s: np.ndarray,
+           rng: np.random.Generator, shape: tuple[int, int]):
+    """Colour and label every pixel from its first hit (step k along its column's ray).
+
+    Works on index arrays of the pixels of each kind (ground, walls, roofs, crowns,
+    trunks, far ground, sky), so every pixel is touched once per quantity it needs.
+    """
+    H, W = shape
+    S = s.size
+    z0, res, sy = cap.z0, cap.res, cap.size[1]
+    nr, nc = cap.shape
+    dx, dy = np.sin(az).astype(np.float32), np.cos(az).astype(np.float32)
+    sun = cap.sun.vector().astype(np.float32)
     hit = k < S
-    kk = np.minimum(k, S - 1)
-    idx = cols * S + kk
-    f_h = flat.ravel()[idx]
-    m_h = cap.mat[f_h]
-    s_h = s[kk]
-    h_h = cap.rel[f_h].real + z0
-    o_h = cap.obj[f_h]
-    dxp, dyp = dx[cols], dy[cols]
-    z_h = z0 + s_h * q
-    rgb = np.zeros((H * W, 3), np.float32)
-    label = np.zeros(H * W, np.uint8)
-    sun = cap.sun.vector()
+    hi = np.flatnonzero(hit)
+    ch, kh = cols[hi], k[hi]
+    fh = flat[ch * S + kh]
+    mh = cap.mat[fh]
+    qh = q[hi]
+    sh = s.astype(np.float32)[kh]
+    below = qh < 0
+    colour = np.zeros((hi.size, 3), np.float32)
+    labh = _MAT_LABEL[mh]
     # ground (also the ground under tree crowns, which rays below the horizon pass)
-    ground = hit & ~up & np.isin(m_h, GROUND + (CANOPY,))
-    sg = z0 / np.maximum(-q[ground], 1e-6)
-    gc = np.clip(np.floor((x + dxp[ground] * sg) / res).astype(np.int64), 0, nc - 1)
-    gr = np.clip(np.floor((sy - y - dyp[ground] * sg) / res).astype(np.int64), 0, nr - 1)
+    g = np.flatnonzero(below & _GROUNDISH[mh])
+    sg = z0 / np.maximum(-qh[g], np.float32(1e-6))
+    gc = np.clip(((x + dx[ch[g]] * sg) / res).astype(np.int64), 0, nc - 1)
+    gr = np.clip(((sy - y - dy[ch[g]] * sg) / res).astype(np.int64), 0, nr - 1)
     gf = gr * nc + gc
-    rgb[ground] = cap.ground_rgb[gf].view(np.uint8).reshape(-1, 4)[:, :3]
-    label[ground] = _MAT_LABEL[cap.gmat.ravel()[gf]]
+    colour[g] = cap.ground_rgb[gf].view(np.uint8).reshape(-1, 4)[:, :3]
+    labh[g] = _MAT_LABEL[cap.gmat.ravel()[gf]]
     # walls of buildings and car bodies: face normal from the cell boundary the ray crossed
-    solid = hit & ((m_h == BUILDING) | (m_h == VEHICLE))
-    roof = solid & (m_h == VEHICLE) & (z_h >= h_h)
-    wall = solid & ~roof
-    f_p = flat.ravel()[np.where(kk > 0, idx - 1, idx)][wall]
-    (r1, c1), (r0, c0) = untile(f_h[wall], nc), untile(f_p, nc)
+    si = np.flatnonzero((mh == BUILDING) | (mh == VEHICLE))
+    h_s = cap.rel[fh[si]].real + z0
+    z_s = z0 + sh[si] * qh[si]
+    is_roof = (mh[si] == VEHICLE) & (z_s >= h_s)
+    ri = si[is_roof]
+    colour[ri] = cap.roof[cap.obj[fh[ri]]] * (0.6 + 0.5 * sun[2])
+    keep = ~is_roof
+    wi, h_w, z_w = si[keep], h_s[keep], z_s[keep]
+    cw = ch[wi]
+    fp = flat[cw * S + np.maximum(kh[wi] - 1, 0)]
+    (r1, c1), (r0, c0) = untile(fh[wi], nc), untile(fp, nc)
     dcol, drow = c1 - c0, r1 - r0
-    nx = np.where(dcol != 0, -np.sign(dcol), np.where(drow != 0, 0, -dxp[wall]))
-    ny = np.where(dcol != 0, 0, np.where(drow != 0, np.sign(drow), -dyp[wall]))
+    dxw, dyw = dx[cw], dy[cw]
+    nx = np.where(dcol != 0, -np.sign(dcol), np.where(drow != 0, 0, -dxw)).astype(np.float32)
+    ny = np.where(dcol != 0, 0, np.where(drow != 0, np.sign(drow), -dyw)).astype(np.float32)
     light = 0.45 + 0.7 * np.maximum(0.0, nx * sun[0] + ny * sun[1])
-    colour = cap.wall[o_h[wall]] * light[:, None]
-    hx, hy, hz = x + dxp[wall] * s_h[wall], y + dyp[wall] * s_h[wall], z_h[wall]
-    u = np.where(nx != 0, hy, hx)
-    fu, fv = (u / 3.0) % 1.0, ((hz - 0.5) / 3.2) % 1.0
+    wall = cap.wall[cap.obj[fh[wi]]] * light[:, None]
+    sw = sh[wi]
+    u = np.where(nx != 0, y + dyw * sw, x + dxw * sw)
+    fu, fv = (u / 3.0) % 1.0, ((z_w - 0.5) / 3.2) % 1.0
     ww, wf = cap.window
-    win = ((m_h[wall] == BUILDING) & (fu < ww) & (fv > 0.3) & (fv < 0.3 + wf) & (hz > 1.2)
-           & (hz < h_h[wall] - 0.6))
-    colour[win] = colour[win] * 0.25 + np.array([45, 60, 80], np.float32) * light[win, None]
-    rgb[wall] = colour
-    label[solid] = _MAT_LABEL[m_h[solid]]
-    rgb[roof] = cap.roof[o_h[roof]] * (0.6 + 0.5 * sun[2])
+    win = np.flatnonzero((mh[wi] == BUILDING) & (fu < ww) & (fv > 0.3) & (fv < 0.3 + wf)
+                         & (z_w > 1.2) & (z_w < h_w - 0.6))
+    wall[win] = wall[win] * 0.25 + np.array([45, 60, 80], np.float32) * light[win, None]
+    colour[wi] = wall
     # tree crowns and trunks
-    crown = hit & up & ((m_h == CANOPY) | (m_h == TRUNK))
-    rgb[crown] = cap.wall[o_h[crown]] * (0.55 + 0.45 * sun[2]) * \
-        (0.75 + 0.5 * _hash01(f_h[crown]))[:, None]
-    trunk = hit & ~up & (m_h == TRUNK)
-    rgb[trunk] = np.array([85, 65, 45], np.float32)
-    label[crown | trunk] = LABELS["tree"]
-    # distance haze towards the horizon colour, then the sky
+    tree = (mh == CANOPY) | (mh == TRUNK)
+    cr = np.flatnonzero(~below & tree)
+    colour[cr] = cap.wall[cap.obj[fh[cr]]] * (0.55 + 0.45 * sun[2]) * \
+        (0.75 + 0.5 * _hash01(fh[cr]))[:, None]
+    colour[below & (mh == TRUNK)] = np.array([85, 65, 45], np.float32)
+    # distance haze towards the horizon colour
     horizon = np.array([200, 210, 225], np.float32)
+    haze = (1.0 - np.exp(sh * np.float32(-1 / 700.0)))[:, None]
+    colour *= 1 - haze
+    colour += horizon * haze
+    rgb = np.empty((H * W, 3), np.float32)
+    label = np.empty(H * W, np.uint8)
+    rgb[hi] = colour
+    label[hi] = labh
+    # rays that leave the town: far ground below the horizon, sky above it
+    ni = np.flatnonzero(~hit)
+    qn = q[ni]
+    far, sky = ni[qn < 0], ni[qn >= 0]
+    rgb[far] = horizon * 0.8 + cap.ground_rgb[:1].view(np.uint8)[:3].astype(np.float32) * 0.2
+    label[far] = LABELS["grass"]
     zenith = np.array([70, 120, 200], np.float32) * rng.uniform(0.85, 1.1, 3).astype(np.float32)
-    haze = (1.0 - np.exp(s_h.astype(np.float32) * np.float32(-1 / 700.0)))[:, None]
-    rgb *= 1 - haze
-    rgb += horizon * haze  # sky and far ground are overwritten below
-    far_ground = ~hit & ~up
-    rgb[far_ground] = horizon * 0.8 + cap.ground_rgb[:1].view(np.uint8)[:3].astype(np.float32) * 0.2
-    label[far_ground] = LABELS["grass"]
-    sky = ~hit & up
-    el = np.arctan(q[sky])
+    el = np.arctan(qn[qn >= 0])
     t = np.sqrt(np.clip(el / (np.pi / 2), 0, 1))[:, None]
     sky_rgb = horizon * (1 - t) + zenith * t
     cos_sun = sun[2] * np.sin(el) + np.sqrt(1 - sun[2] ** 2) * np.cos(el) * np.cos(

@@ -1,101 +1,69 @@
 """Towns placed on the globe, and the cameras the layouts call (difficulty applied).
 
-City k is a tangent plane at (origin_lat, origin_lon + 0.6 k); its districts sit side by
-side along its north axis. Every random draw comes from a generator seeded by
-(seed, purpose, city, district, ...) so the same options give identical bytes.
+Sites (planned districts, see sites.py) are built into Towns here. Every random draw comes
+from a generator seeded by (seed, purpose, city, district, image ...), never from the order
+in which images are rendered, so the same options give identical bytes in any process.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from geobench.datasets.synthetic.difficulty import (Difficulty, limit_view, occlude,
-                                                    photometric, sensor_noise)
+from geobench.datasets.synthetic.difficulty import (
+    Difficulty,
+    limit_view,
+    occlude,
+    photometric,
+    sensor_noise,
+)
 from geobench.datasets.synthetic.options import HORIZON, SyntheticOptions
 from geobench.datasets.synthetic.render import cast, pano_rays, pinhole_rays, render_aerial
-from geobench.datasets.synthetic.town import city_style, plan_district
+from geobench.datasets.synthetic.sites import Site, city_name, rng_for  # noqa: F401
 from geobench.datasets.synthetic.world import District, build_district
-from geobench.errors import UsageError
 from geobench.fileio import atomic_path
-from geobench.geometry import gps
-
-MAX_CELLS = 14_000_000   # one district's raster (about 0.25 GB with both captures)
-CITY_STEP_DEG = 0.6
-MIN_INNER = 220.0
-TOWN_NAMES = ("Alderton", "Brookfield", "Cedarvale", "Dunmore", "Elmstead", "Fairhaven",
-              "Glenwood", "Harwick", "Ivybridge", "Juniper", "Kingsford", "Larkspur")
-
-
-def city_name(k: int) -> str:
-    base = TOWN_NAMES[k % len(TOWN_NAMES)]
-    return base if k < len(TOWN_NAMES) else base + "abcdefghijklmnopqrstuvwxyz"[
-        (k // len(TOWN_NAMES) - 1) % 26]
-
-
-def rng_for(seed: int, *keys: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed), *map(int, keys)]))
 
 
 @dataclass
 class Town:
-    """One built district with its place on Earth."""
+    """A planned site with its district built (rasters for the cameras)."""
 
-    city: int
-    name: str
-    index: int                  # district number within the city
+    site: Site
     district: District
-    east0: float                # district frame origin in the city tangent plane
-    north0: float
-    lat0: float                 # the city's tangent point
-    lon0: float
+
+    @property
+    def name(self) -> str:
+        return self.site.name
+
+    @property
+    def index(self) -> int:
+        return self.site.index
+
+    @property
+    def city(self) -> int:
+        return self.site.city
 
     @property
     def size(self) -> tuple[float, float]:
-        return self.district.plan.size
+        return self.site.size
 
     def latlon(self, x, y):
-        lat, lon, _ = gps.enu_to_latlon(np.asarray(x) + self.east0, np.asarray(y) + self.north0,
-                                        0.0, self.lat0, self.lon0)
-        return lat, lon
+        return self.site.latlon(x, y)
 
     def local(self, lat, lon):
-        e, n, _ = gps.latlon_to_enu(lat, lon, self.lat0, self.lon0)
-        return np.asarray(e) - self.east0, np.asarray(n) - self.north0
+        return self.site.local(lat, lon)
 
 
-def plan_sizes(n: int, area_per_item: float, margin: float, res: float) -> list[tuple[int, float]]:
-    """Split n items into districts: [(items, side metres)], each raster under MAX_CELLS."""
-    max_side = math.sqrt(MAX_CELLS) * res
-    max_inner = max_side - 2 * margin
-    if max_inner < 60:
-        raise UsageError(f"the aerial footprint ({2 * margin:.0f} m) does not fit a district at "
-                         f"{res} m cells; lower --resolution or the aerial size")
-    inner = math.sqrt(max(n, 1) * area_per_item)
-    count = max(1, math.ceil((inner / max_inner) ** 2))
-    per = [n // count + (1 if i < n % count else 0) for i in range(count)]
-    # at least two blocks across, so every district has streets inside its margins
-    return [(k, max(MIN_INNER, math.sqrt(max(k, 1) * area_per_item)) + 2 * margin) for k in per]
-
-
-def towns(opts: SyntheticOptions, diff: Difficulty, city: int, n: int, area_per_item: float,
-          margin: float, area: int = 0) -> Iterator[tuple[Town, int]]:
-    """Build the districts of one city in turn (one in memory at a time).
-
-    `area` numbers disjoint parts of a city (VG splits), 20 km apart along its north axis.
-    """
-    style = city_style(city_name(city), rng_for(opts.seed, 1, city), diff.variety)
-    north = 20_000.0 * area
-    for d, (k, side) in enumerate(plan_sizes(n, area_per_item, margin, opts.raster_res)):
-        rng = rng_for(opts.seed, 2, city, area, d)
-        plan = plan_district(style, (side, side), rng)
-        built = build_district(style, plan, opts.raster_res, diff, rng, opts.camera_height_m)
-        yield Town(city, style.name, d, built, -side / 2, north, opts.origin_lat,
-                   ((opts.origin_lon + 180 + CITY_STEP_DEG * city) % 360) - 180), k
-        north += side + 100.0
+def build_town(site: Site, opts: SyntheticOptions, diff: Difficulty) -> Town:
+    """Rasterise a site; VG gets the later time as a street-level capture, not an aerial."""
+    rng = rng_for(opts.seed, 13, site.city, site.area, site.index)
+    vg = opts.layout == "vg"
+    later = vg and max(diff.lighting, diff.season, diff.repaint, diff.rebuild,
+                        diff.vehicles) > 0
+    district = build_district(site.style, site.plan, opts.raster_res, diff, rng,
+                              opts.camera_height_m, aerial=not vg, later=later)
+    return Town(site, district)
 
 
 def ground_pano(town: Town, x: float, y: float, H: int, W: int, horizon: float,
@@ -112,9 +80,11 @@ def ground_pano(town: Town, x: float, y: float, H: int, W: int, horizon: float,
 
 def ground_crop(town: Town, x: float, y: float, H: int, W: int, hfov: float, heading: float,
                 diff: Difficulty, rng: np.random.Generator, changed: bool) -> np.ndarray:
-    """Pinhole view; `changed` applies the other-time appearance (lighting) change."""
+    """Pinhole view; `changed`: taken at the later time (the town as the aerial-time
+    knobs season / repaint / rebuild / vehicles / lighting leave it), else as built."""
     az, tan_el = pinhole_rays(H, W, hfov, heading)
-    rgb, _ = cast(town.district.ground, x, y, az, tan_el, rng)
+    d = town.district
+    rgb, _ = cast(d.later if changed and d.later is not None else d.ground, x, y, az, tan_el, rng)
     rgb = occlude(rgb, H / 2, rng, diff.occluders * hfov / 360) if changed else rgb
     rgb = photometric(rgb, rng, diff.lighting if changed else diff.lighting * 0.3)
     return sensor_noise(rgb, rng, diff.noise)

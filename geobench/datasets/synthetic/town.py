@@ -7,7 +7,6 @@ Nothing here touches pixels; `world.py` rasterises the plan.
 """
 from __future__ import annotations
 
-import colorsys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,24 +61,54 @@ def city_style(name: str, rng: np.random.Generator, variety: float) -> CityStyle
     )
 
 
-def wall_colour(style: CityStyle, rng: np.random.Generator) -> np.ndarray:
-    h = style.hues[int(rng.integers(len(style.hues)))] + rng.normal(0, 0.02)
-    s = rng.uniform(*style.sat)
-    v = rng.uniform(*style.val)
-    return np.array(colorsys.hsv_to_rgb(h % 1, s, v)) * 255
+def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectorised colorsys.hsv_to_rgb: (N,) each in [0, 1] -> (N, 3) in [0, 255]."""
+    h, s, v = (np.asarray(a, float) for a in (h % 1.0, s, v))
+    i = np.floor(h * 6.0)
+    f = h * 6.0 - i
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = np.stack([np.stack(c, -1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v),
+                                                (t, p, v), (v, p, q))])
+    return table[i.astype(int) % 6, np.arange(h.size)] * 255
 
 
-def roof_colour(style: CityStyle, wall: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised colorsys.rgb_to_hsv of (N, 3) colours in [0, 255]."""
+    r, g, b = (rgb / 255.0).T
+    mx, mn = rgb.max(axis=1) / 255.0, rgb.min(axis=1) / 255.0
+    span = np.where(mx > mn, mx - mn, 1.0)
+    rc, gc, bc = (mx - r) / span, (mx - g) / span, (mx - b) / span
+    h = np.where(r == mx, bc - gc, np.where(g == mx, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = np.where(mx > mn, (h / 6.0) % 1.0, 0.0)
+    s = np.where(mx > 0, (mx - mn) / np.where(mx > 0, mx, 1.0), 0.0)
+    return h, s, mx
+
+
+def wall_colours(style: CityStyle, n: int, rng: np.random.Generator) -> np.ndarray:
+    hues = np.asarray(style.hues)[rng.integers(len(style.hues), size=n)]
+    h = hues + rng.normal(0, 0.02, n)
+    return hsv_to_rgb(h, rng.uniform(*style.sat, n), rng.uniform(*style.val, n))
+
+
+def roof_colours(style: CityStyle, walls: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Roofs follow walls (same hue family) so the aerial and ground views share cues."""
-    h, s, v = colorsys.rgb_to_hsv(*(wall / 255))
+    h, s, v = rgb_to_hsv(np.asarray(walls, float).reshape(-1, 3))
     if style.roof_mode == 0:
         s, v = s * 0.9, v * 0.62
     elif style.roof_mode == 1:
         s, v = s * 0.4, v * 0.8
     else:
-        h, s, v = (h * 0.7 + 0.03 * 0.3), min(1, s + 0.25), v * 0.7
-    v *= rng.uniform(0.92, 1.08)
-    return np.array(colorsys.hsv_to_rgb(h % 1, min(s, 1), min(v, 1))) * 255
+        h, s, v = (h * 0.7 + 0.03 * 0.3), np.minimum(1, s + 0.25), v * 0.7
+    v = v * rng.uniform(0.92, 1.08, h.size)
+    return hsv_to_rgb(h, np.minimum(s, 1), np.minimum(v, 1))
+
+
+def wall_colour(style: CityStyle, rng: np.random.Generator) -> np.ndarray:
+    return wall_colours(style, 1, rng)[0]
+
+
+def roof_colour(style: CityStyle, wall: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return roof_colours(style, wall, rng)[0]
 
 
 @dataclass
@@ -108,14 +137,27 @@ def _road_lines(length: float, mean: float, rng: np.random.Generator) -> np.ndar
     return np.array(lines if lines else [length / 2])
 
 
+def buildings(style: CityStyle, lots: np.ndarray, rng: np.random.Generator):
+    """A box in each lot, inset from its edges: (L, 5) boxes and (L,) 'big enough' mask."""
+    lots = np.asarray(lots, float).reshape(-1, 4)
+    inset = rng.uniform(0.5, 4.0, size=(len(lots), 4))
+    box = lots + inset * np.array([1, 1, -1, -1])
+    height = style.height_median * np.exp(rng.normal(0, style.height_sigma, len(lots)))
+    ok = (box[:, 2] - box[:, 0] >= 5) & (box[:, 3] - box[:, 1] >= 5)
+    return np.hstack([box, np.clip(height, 3.0, 60.0)[:, None]]), ok
+
+
 def building(style: CityStyle, lot: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    x0, y0, x1, y1 = lot
-    inset = rng.uniform(0.5, 4.0, size=4)
-    bx0, by0, bx1, by1 = x0 + inset[0], y0 + inset[1], x1 - inset[2], y1 - inset[3]
-    if bx1 - bx0 < 5 or by1 - by0 < 5:
-        return None
-    height = style.height_median * np.exp(rng.normal(0, style.height_sigma))
-    return np.array([bx0, by0, bx1, by1, float(np.clip(height, 3.0, 60.0))])
+    box, ok = buildings(style, lot, rng)
+    return box[0] if ok[0] else None
+
+
+def _line_points(length: float, mean: float, rng: np.random.Generator) -> np.ndarray:
+    """Positions along [0, length) at gaps of mean x U(0.6, 1.4), from U(0, mean)."""
+    m = int(length / (0.6 * mean)) + 2
+    pos = rng.uniform(0, mean) + np.concatenate([[0.0], np.cumsum(mean * rng.uniform(0.6, 1.4,
+                                                                                    m - 1))])
+    return pos[pos < length]
 
 
 def plan_district(style: CityStyle, size: tuple[float, float],
@@ -126,8 +168,7 @@ def plan_district(style: CityStyle, size: tuple[float, float],
     edge = style.road_width / 2 + style.sidewalk
     xs = np.concatenate([[-edge], rx, [sx + edge]])
     ys = np.concatenate([[-edge], ry, [sy + edge]])
-    lots, kinds, boxes, box_lot, walls, roofs, trees, tree_rgb = [], [], [], [], [], [], [], []
-    leaf = np.array([60.0, 105, 45])
+    lots, kinds, trees = [], [], []
     for i in range(len(xs) - 1):
         for j in range(len(ys) - 1):
             bx0, bx1 = xs[i] + edge, xs[i + 1] - edge
@@ -137,84 +178,80 @@ def plan_district(style: CityStyle, size: tuple[float, float],
             use = rng.random()
             if use < 0.08:  # park: trees only
                 n = int((bx1 - bx0) * (by1 - by0) / 120)
-                for _ in range(n):
-                    trees.append([rng.uniform(bx0 + 2, bx1 - 2), rng.uniform(by0 + 2, by1 - 2),
-                                  rng.uniform(2.0, 4.5), rng.uniform(6, 13)])
+                trees.append(np.stack([rng.uniform(bx0 + 2, bx1 - 2, n),
+                                       rng.uniform(by0 + 2, by1 - 2, n),
+                                       rng.uniform(2.0, 4.5, n), rng.uniform(6, 13, n)], 1))
                 continue
-            plaza = use < 0.14
             rows = 2 if by1 - by0 > 34 else 1
             cols = max(1, int(round((bx1 - bx0) / style.lot_front)))
             gx = np.linspace(bx0, bx1, cols + 1)
             gy = np.linspace(by0, by1, rows + 1)
-            for a in range(cols):
-                for b in range(rows):
-                    lot = np.array([gx[a], gy[b], gx[a + 1], gy[b + 1]])
-                    lots.append(lot)
-                    kinds.append(1 if plaza else 0)
-                    if plaza or rng.random() > style.build_prob:
-                        continue
-                    box = building(style, lot, rng)
-                    if box is not None:
-                        boxes.append(box)
-                        box_lot.append(len(lots) - 1)
-                        w = wall_colour(style, rng)
-                        walls.append(w)
-                        roofs.append(roof_colour(style, w, rng))
+            a, b = np.meshgrid(np.arange(cols), np.arange(rows), indexing="ij")
+            a, b = a.ravel(), b.ravel()
+            lots.append(np.stack([gx[a], gy[b], gx[a + 1], gy[b + 1]], 1))
+            kinds.append(np.full(a.size, 1 if use < 0.14 else 0, np.int8))
+    lots_a = np.vstack(lots) if lots else np.zeros((0, 4))
+    kind_a = np.concatenate(kinds) if kinds else np.zeros(0, np.int8)
+    boxes, ok = buildings(style, lots_a, rng)
+    ok &= (kind_a == 0) & (rng.random(len(lots_a)) <= style.build_prob)
+    box_lot = np.flatnonzero(ok)
+    walls = wall_colours(style, box_lot.size, rng)
+    roofs = roof_colours(style, walls, rng)
     # street trees along both kerbs of every road, in the sidewalk band
     for axis, lines, length in ((0, rx, sy), (1, ry, sx)):
         for c in lines:
             for side in (-1, 1):
                 off = c + side * (style.road_width / 2 + style.sidewalk * 0.5)
-                pos = rng.uniform(0, style.tree_spacing)
-                while pos < length:
-                    if rng.random() < 0.7:
-                        p = [off, pos] if axis == 0 else [pos, off]
-                        trees.append(p + [rng.uniform(1.5, 3.2), rng.uniform(5, 10)])
-                    pos += style.tree_spacing * rng.uniform(0.6, 1.4)
-    trees_a = np.array(trees, dtype=float).reshape(-1, 4)
+                pos = _line_points(length, style.tree_spacing, rng)
+                pos = pos[rng.random(pos.size) < 0.7]
+                xy = [np.full(pos.size, off), pos] if axis == 0 else [pos, np.full(pos.size, off)]
+                trees.append(np.stack(xy + [rng.uniform(1.5, 3.2, pos.size),
+                                            rng.uniform(5, 10, pos.size)], 1))
+    trees_a = np.vstack(trees).reshape(-1, 4) if trees else np.zeros((0, 4))
+    leaf = np.array([60.0, 105, 45])
     tree_rgb = leaf[None, :] * rng.uniform(0.75, 1.25, size=(len(trees_a), 3))
-    return Plan(size=size, roads_x=rx, roads_y=ry,
-                lots=np.array(lots, dtype=float).reshape(-1, 4),
-                lot_kind=np.array(kinds, dtype=np.int8),
-                boxes=np.array(boxes, dtype=float).reshape(-1, 5),
-                box_lot=np.array(box_lot, dtype=np.int64),
-                wall=np.array(walls, dtype=float).reshape(-1, 3),
-                roof=np.array(roofs, dtype=float).reshape(-1, 3),
-                trees=trees_a, tree_rgb=tree_rgb)
+    return Plan(size=size, roads_x=rx, roads_y=ry, lots=lots_a, lot_kind=kind_a,
+                boxes=boxes[box_lot].reshape(-1, 5), box_lot=box_lot.astype(np.int64),
+                wall=walls.reshape(-1, 3), roof=roofs.reshape(-1, 3), trees=trees_a,
+                tree_rgb=tree_rgb)
 
 
-def street_points(plan: Plan, style: CityStyle, n: int, rng: np.random.Generator,
-                  bounds: tuple[float, float, float, float], spacing: float,
-                  taken: list[np.ndarray] | None = None, tries: int = 40) -> np.ndarray:
-    """Up to n camera positions on the carriageways inside bounds, >= spacing apart."""
+def street_points(plan: Plan, style: CityStyle, n: int | None, rng: np.random.Generator,
+                  bounds: tuple[float, float, float, float], spacing: float) -> np.ndarray:
+    """Up to n camera positions (all that fit for None) on the carriageways inside bounds,
+    >= spacing apart, in random order.
+
+    Vectorised: each road gets positions at gaps of spacing x (1 + exponential), which packs
+    about as densely as random sequential placement; the only conflicts left are across
+    roads (crossings, close parallel roads), and of each such close pair one is dropped.
+    """
+    from scipy.spatial import cKDTree
+
     x0, y0, x1, y1 = bounds
-    segs = [(0, c) for c in plan.roads_x if x0 <= c <= x1] + \
-           [(1, c) for c in plan.roads_y if y0 <= c <= y1]
-    if not segs:
-        return np.zeros((0, 2))
-    lengths = np.array([(y1 - y0) if a == 0 else (x1 - x0) for a, _ in segs])
-    prob = lengths / lengths.sum()
-    cell = spacing
-    grid: dict[tuple[int, int], list[np.ndarray]] = {}
-
-    def add(p: np.ndarray) -> None:
-        grid.setdefault((int(p[0] // cell), int(p[1] // cell)), []).append(p)
-
-    for p in (taken or []):
-        add(p)
     lane = max(0.5, style.road_width / 2 - 1.0)
-    out: list[np.ndarray] = []
-    misses = 0
-    while len(out) < n and misses < tries * max(n, 1):
-        axis, c = segs[int(rng.choice(len(segs), p=prob))]
-        t = rng.uniform(y0, y1) if axis == 0 else rng.uniform(x0, x1)
-        lat = c + rng.uniform(-lane, lane)
-        p = np.array([lat, t]) if axis == 0 else np.array([t, lat])
-        gi, gj = int(p[0] // cell), int(p[1] // cell)
-        near = [q for a in (-1, 0, 1) for b in (-1, 0, 1) for q in grid.get((gi + a, gj + b), [])]
-        if any(np.hypot(*(q - p)) < spacing for q in near):
-            misses += 1
-            continue
-        add(p)
-        out.append(p)
-    return np.array(out).reshape(-1, 2)
+    segs = [(0, c) for c in plan.roads_x if x0 + lane <= c <= x1 - lane] + \
+           [(1, c) for c in plan.roads_y if y0 + lane <= c <= y1 - lane]
+    if not segs or (n is not None and n <= 0):
+        return np.zeros((0, 2))
+    parts = []
+    for axis, c in segs:
+        lo, hi = (y0, y1) if axis == 0 else (x0, x1)
+        gaps = spacing * (1.0 + rng.exponential(0.25, int((hi - lo) // spacing) + 2))
+        t = lo + rng.uniform(0, spacing) + np.concatenate([[0.0], np.cumsum(gaps[:-1])])
+        t = t[t <= hi]
+        side = c + rng.uniform(-lane, lane, t.size)
+        parts.append(np.stack([side, t] if axis == 0 else [t, side], axis=1))
+    pts = np.vstack(parts)
+    pts = pts[rng.permutation(len(pts))]
+    close = cKDTree(pts).query_pairs(spacing, output_type="ndarray")
+    keep = np.ones(len(pts), bool)
+    if len(close):
+        # greedy in the random order: a point stays unless an earlier kept one is too close
+        close.sort(axis=1)
+        close = close[np.lexsort((close[:, 0], close[:, 1]))]
+        later, earlier = close[:, 1].tolist(), close[:, 0].tolist()
+        for j, i in zip(later, earlier, strict=True):
+            if keep[i]:
+                keep[j] = False
+    pts = pts[keep]
+    return pts if n is None else pts[:n]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geobench.datasets.synthetic.difficulty import Difficulty
-from geobench.datasets.synthetic.town import CityStyle, Plan, building, roof_colour, wall_colour
+from geobench.datasets.synthetic.town import CityStyle, Plan, buildings, roof_colours, wall_colours
 
 GRASS, ROAD, SIDEWALK, MARKING, PLAZA, CANOPY, TRUNK, BUILDING, VEHICLE = range(9)
 GROUND = (GRASS, ROAD, SIDEWALK, MARKING, PLAZA)
@@ -58,8 +58,23 @@ class District:
     style: CityStyle
     plan: Plan
     ground: GroundCapture
-    aerial_rgb: np.ndarray   # uint8 (nr, nc, 3)
+    aerial_rgb: np.ndarray | None   # uint8 (nr, nc, 3), the town at the later time from above
     aerial_sun: Sun
+    later: GroundCapture | None = None  # the later town seen from the street (VG queries)
+
+
+@dataclass
+class Epoch:
+    """The town at one time: what stands, its colours, the parked cars and the sun."""
+
+    boxes: np.ndarray        # (B, 5) buildings
+    wall: np.ndarray         # (B, 3)
+    roof: np.ndarray         # (B, 3)
+    tree_rgb: np.ndarray     # (T, 3)
+    grass: np.ndarray        # (3,)
+    cars: np.ndarray         # (C, 5)
+    car_rgb: np.ndarray      # (C, 3)
+    sun: Sun
 
 
 def value_noise(shape: tuple[int, int], rng: np.random.Generator, scales=(64, 16, 4),
@@ -89,8 +104,15 @@ def tiled(a: np.ndarray) -> np.ndarray:
 
 
 def tile_index(row: np.ndarray, col: np.ndarray, nc: int) -> np.ndarray:
+    """Flat index of cells (row, col) >= 0 in a `tiled` raster (shifts: TILE is 8)."""
     ntc = -(-nc // TILE)
-    return ((row // TILE) * ntc + col // TILE) * (TILE * TILE) + (row % TILE) * TILE + col % TILE
+    out = row >> 3
+    out *= ntc
+    out += col >> 3
+    out <<= 6
+    out |= (row & 7) << 3
+    out |= col & 7
+    return out
 
 
 def untile(f: np.ndarray, nc: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +137,7 @@ class _Grid:
 def _ground_materials(plan: Plan, style: CityStyle, grid: _Grid) -> np.ndarray:
     gmat = np.full(grid.shape, GRASS, np.uint8)
     sx, sy = plan.size
-    for lot, kind in zip(plan.lots, plan.lot_kind):
+    for lot, kind in zip(plan.lots, plan.lot_kind, strict=True):
         if kind == 1:
             gmat[grid.rect(*lot)] = PLAZA
     half, walk = style.road_width / 2, style.sidewalk
@@ -143,7 +165,7 @@ def _ground_materials(plan: Plan, style: CityStyle, grid: _Grid) -> np.ndarray:
 
 
 def _stamp_boxes(boxes, ids, grid, height, mat, obj, kind) -> None:
-    for box, oid in zip(boxes, ids):
+    for box, oid in zip(boxes, ids, strict=True):
         sl = grid.rect(*box[:4])
         height[sl], mat[sl], obj[sl] = box[4], kind, oid
 
@@ -216,92 +238,127 @@ def _season(rgb: np.ndarray, target: np.ndarray, amount: float) -> np.ndarray:
     return rgb * (1 - amount) + target * amount
 
 
-def _colour_ground(gmat, style, detail, grass) -> np.ndarray:
-    lut = np.array([grass, style.asphalt, style.sidewalk_rgb, (225, 220, 200),
-                    np.array(style.asphalt) * 1.25], np.float32)
-    return lut[gmat] * detail[..., None]
+def _ground_lut(style: CityStyle, grass: np.ndarray) -> np.ndarray:
+    return np.array([grass, style.asphalt, style.sidewalk_rgb, (225, 220, 200),
+                     np.array(style.asphalt) * 1.25], np.float32)
 
 
-def _shade_and_pack(rgb: np.ndarray, shadow: np.ndarray, sun: Sun, where: np.ndarray) -> np.ndarray:
-    light = 0.55 + 0.45 * np.sin(sun.el) / np.sin(np.radians(60))
-    dark = np.where((shadow > 0) & where, 0.55, 1.0).astype(np.float32)
-    rgb *= (dark * light)[..., None]
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+def _shade(detail: np.ndarray, shadow: np.ndarray, sun: Sun) -> np.ndarray:
+    """Per-cell brightness: texture x sun height x 0.55 in cast shadows."""
+    light = np.float32(0.55 + 0.45 * np.sin(sun.el) / np.sin(np.radians(60)))
+    out = np.where(shadow > 0, np.float32(0.55) * light, light)
+    out *= detail
+    return out
 
 
-def build_district(style: CityStyle, plan: Plan, res: float, diff: Difficulty,
-                   rng: np.random.Generator, z0: float = 2.0) -> District:
-    grid = _Grid(res, plan.size)
-    gmat = _ground_materials(plan, style, grid)
-    detail = value_noise(grid.shape, rng)
-    B, T = len(plan.boxes), len(plan.trees)
+def _paint(gmat: np.ndarray, lut: np.ndarray, factor: np.ndarray, obj: np.ndarray | None = None,
+           top: np.ndarray | None = None, channels: int = 3) -> np.ndarray:
+    """uint8 colours lut[gmat] (top[obj] where obj > 0) times factor, in row blocks that
+    stay in cache (full-resolution districts hold over ten million cells)."""
+    nr, nc = gmat.shape
+    out = np.zeros((nr, nc, channels), np.uint8)
+    for r0 in range(0, nr, 64):
+        rows = slice(r0, r0 + 64)
+        c = lut[gmat[rows]]
+        if obj is not None:
+            o = obj[rows]
+            has = o > 0
+            c[has] = top[o[has]]
+        c *= factor[rows, :, None]
+        np.clip(c, 0, 255, out=c)
+        out[rows, :, :3] = c
+    return out
+
+
+def _epochs(style: CityStyle, plan: Plan, diff: Difficulty,
+            rng: np.random.Generator) -> tuple[Epoch, Epoch]:
+    """The town as the ground views see it, and at the later (aerial) time: other sun,
+    season, paint, buildings and parked cars, as far as the difficulty knobs say."""
+    B = len(plan.boxes)
     sun_g = Sun(float(rng.uniform(0, 2 * np.pi)), float(np.radians(rng.uniform(30, 65))))
     sun_a = Sun(float(sun_g.az + diff.lighting * rng.uniform(-np.pi, np.pi)),
                 float(np.clip(sun_g.el + diff.lighting * np.radians(rng.uniform(-20, 20)),
                               np.radians(18), np.radians(80))))
-    # --- aerial capture: the same plan, altered by the appearance-change knobs
-    boxes_a, walls_a, roofs_a = plan.boxes.copy(), plan.wall.copy(), plan.roof.copy()
     keep = rng.random(B) >= diff.rebuild / 2
-    built = set(plan.box_lot.tolist())
-    empty = [i for i in range(len(plan.lots)) if i not in built and plan.lot_kind[i] == 0]
-    new = []
-    for i in empty:
-        if rng.random() < diff.rebuild / 2:
-            box = building(style, plan.lots[i], rng)
-            if box is not None:
-                new.append(box)
-    repaint = rng.random(B) < diff.repaint
-    for k in np.flatnonzero(repaint):
-        walls_a[k] = wall_colour(style, rng)
-        roofs_a[k] = roof_colour(style, walls_a[k], rng)
-    new_boxes = np.array(new, float).reshape(-1, 5)
-    new_roofs = np.array([roof_colour(style, wall_colour(style, rng), rng) for _ in new],
-                         float).reshape(-1, 3)
+    empty = np.ones(len(plan.lots), bool)
+    empty[plan.box_lot[plan.box_lot < len(empty)]] = False  # hand-made plans may lack lots
+    lots = np.flatnonzero(empty & (plan.lot_kind == 0))
+    new, ok = buildings(style, plan.lots[lots[rng.random(lots.size) < diff.rebuild / 2]], rng)
+    new = new[ok]
+    walls_a, roofs_a = plan.wall.copy(), plan.roof.copy()
+    repaint = np.flatnonzero(rng.random(B) < diff.repaint)
+    walls_a[repaint] = wall_colours(style, repaint.size, rng)
+    roofs_a[repaint] = roof_colours(style, walls_a[repaint], rng)
+    new_walls = wall_colours(style, len(new), rng).reshape(-1, 3)
+    new_roofs = roof_colours(style, new_walls, rng).reshape(-1, 3)
     cars_a, car_rgb_a = vehicles(plan, style, diff.vehicles, rng)
     season_kind = int(rng.integers(3))
     grass_t = np.array([[150, 140, 70], [170, 150, 105], [215, 215, 220]][season_kind], float)
     leaf_t = np.array([[190, 110, 40], [120, 120, 55], [125, 110, 95]][season_kind], float)
-    grass_a = _season(np.array(style.grass), grass_t, diff.season)
-    tree_a = _season(plan.tree_rgb, leaf_t, diff.season)
-    height = np.zeros(grid.shape, np.float32)
-    mat = gmat.copy()
-    obj = np.zeros(grid.shape, np.int32)
-    boxes_all = np.vstack([boxes_a[keep], new_boxes])
-    roof_all = np.vstack([roofs_a[keep], new_roofs])
-    _stamp_boxes(boxes_all, np.arange(1, len(boxes_all) + 1), grid, height, mat, obj, BUILDING)
-    _stamp_trees(plan.trees, len(boxes_all) + 1, grid, height, mat, obj)
-    base = len(boxes_all) + T + 1
-    _stamp_boxes(cars_a, np.arange(base, base + len(cars_a)), grid, height, mat, obj, VEHICLE)
-    top_lut = np.vstack([np.zeros((1, 3)), roof_all, tree_a, car_rgb_a]).astype(np.float32)
-    rgb = _colour_ground(gmat, style, detail, grass_a)
-    has = obj > 0
-    dome = np.where(mat == CANOPY, 0.75 + 0.25 * height / np.maximum(height.max(), 1), 1.0)
-    rgb[has] = top_lut[obj[has]] * (detail[has] * dome[has])[:, None]
-    shadow = _shadow_mask(np.vstack([boxes_all, cars_a]), plan.trees, sun_a, grid)
-    aerial_rgb = _shade_and_pack(rgb, shadow, sun_a, mat != BUILDING)
-    del rgb, height, mat, obj, shadow
-    # --- ground capture: the plan as built, with its own parked cars
+    later = Epoch(np.vstack([plan.boxes[keep], new.reshape(-1, 5)]),
+                  np.vstack([walls_a[keep], new_walls]), np.vstack([roofs_a[keep], new_roofs]),
+                  _season(plan.tree_rgb, leaf_t, diff.season),
+                  _season(np.array(style.grass), grass_t, diff.season), cars_a, car_rgb_a, sun_a)
     cars_g, car_rgb_g = vehicles(plan, style, diff.vehicles, rng)
+    now = Epoch(plan.boxes, plan.wall, plan.roof, plan.tree_rgb, np.array(style.grass, float),
+                cars_g, car_rgb_g, sun_g)
+    return now, later
+
+
+def _stamp(ep: Epoch, plan: Plan, grid: _Grid, gmat: np.ndarray):
+    """Height, material and object rasters; object ids: buildings, trees, cars, from 1."""
+    B, T = len(ep.boxes), len(plan.trees)
     height = np.zeros(grid.shape, np.float32)
     mat = gmat.copy()
     obj = np.zeros(grid.shape, np.int32)
-    _stamp_boxes(plan.boxes, np.arange(1, B + 1), grid, height, mat, obj, BUILDING)
+    _stamp_boxes(ep.boxes, np.arange(1, B + 1), grid, height, mat, obj, BUILDING)
     _stamp_trees(plan.trees, B + 1, grid, height, mat, obj)
-    _stamp_boxes(cars_g, np.arange(B + T + 1, B + T + 1 + len(cars_g)), grid, height, mat,
+    _stamp_boxes(ep.cars, np.arange(B + T + 1, B + T + 1 + len(ep.cars)), grid, height, mat,
                  obj, VEHICLE)
-    wall = np.vstack([np.zeros((1, 3)), plan.wall, plan.tree_rgb, car_rgb_g]).astype(np.float32)
-    roof = np.vstack([np.zeros((1, 3)), plan.roof, plan.tree_rgb, car_rgb_g]).astype(np.float32)
-    shadow = _shadow_mask(np.vstack([plan.boxes, cars_g]), plan.trees, sun_g, grid)
-    ground_rgb = _shade_and_pack(_colour_ground(gmat, style, detail, style.grass), shadow,
-                                 sun_g, np.ones(grid.shape, bool))
+    return height, mat, obj
+
+
+def _aerial_raster(ep: Epoch, plan: Plan, style: CityStyle, grid: _Grid, gmat: np.ndarray,
+                   detail: np.ndarray) -> np.ndarray:
+    height, mat, obj = _stamp(ep, plan, grid, gmat)
+    top_lut = np.vstack([np.zeros((1, 3)), ep.roof, ep.tree_rgb, ep.car_rgb]).astype(np.float32)
+    shadow = _shadow_mask(np.vstack([ep.boxes, ep.cars]), plan.trees, ep.sun, grid)
+    shadow[mat == BUILDING] = 0          # roofs stand above the shadows
+    factor = _shade(detail, shadow, ep.sun)
+    canopy = mat == CANOPY               # crowns rounder towards their tops
+    factor[canopy] *= 0.75 + 0.25 * height[canopy] / max(float(height.max()), 1.0)
+    return _paint(gmat, _ground_lut(style, ep.grass), factor, obj, top_lut)
+
+
+def _ground_capture(ep: Epoch, plan: Plan, style: CityStyle, grid: _Grid, gmat: np.ndarray,
+                    detail: np.ndarray, z0: float) -> GroundCapture:
+    height, mat, obj = _stamp(ep, plan, grid, gmat)
+    gmat = gmat.copy()
+    wall = np.vstack([np.zeros((1, 3)), ep.wall, ep.tree_rgb, ep.car_rgb]).astype(np.float32)
+    roof = np.vstack([np.zeros((1, 3)), ep.roof, ep.tree_rgb, ep.car_rgb]).astype(np.float32)
+    shadow = _shadow_mask(np.vstack([ep.boxes, ep.cars]), plan.trees, ep.sun, grid)
+    rgba = _paint(gmat, _ground_lut(style, ep.grass), _shade(detail, shadow, ep.sun),
+                  channels=4)
     for ring in (mat, gmat, obj, height):  # flat grass around the town: rays clip onto it
         ring[[0, -1], :] = 0
         ring[:, [0, -1]] = 0
     rel = np.stack([height - z0, np.where(mat == CANOPY, 0.0, np.where(mat == TRUNK, z0, height))
                     - z0], axis=-1).astype(np.float32)
     rel = tiled(rel).view(np.complex64).ravel()
-    rgba = np.concatenate([ground_rgb, np.zeros(grid.shape + (1,), np.uint8)], axis=-1)
-    ground = GroundCapture(res, plan.size, grid.shape, rel, tiled(mat), tiled(obj), gmat,
-                           rgba.view(np.uint32).ravel(), wall, roof, sun_g,
-                           style.window, z0)
-    return District(style, plan, ground, aerial_rgb, sun_a)
+    return GroundCapture(grid.res, plan.size, grid.shape, rel, tiled(mat), tiled(obj), gmat,
+                         rgba.view(np.uint32).ravel(), wall, roof, ep.sun, style.window, z0)
+
+
+def build_district(style: CityStyle, plan: Plan, res: float, diff: Difficulty,
+                   rng: np.random.Generator, z0: float = 2.0, aerial: bool = True,
+                   later: bool = False) -> District:
+    """Rasterise a plan: the ground capture, plus the later time seen from above (`aerial`)
+    and/or from the street (`later`, for VG queries taken at another time)."""
+    grid = _Grid(res, plan.size)
+    gmat = _ground_materials(plan, style, grid)
+    detail = value_noise(grid.shape, rng)
+    now, then = _epochs(style, plan, diff, rng)
+    aerial_rgb = _aerial_raster(then, plan, style, grid, gmat, detail) if aerial else None
+    later_cap = _ground_capture(then, plan, style, grid, gmat, detail, z0) if later else None
+    ground = _ground_capture(now, plan, style, grid, gmat, detail, z0)
+    return District(style, plan, ground, aerial_rgb, then.sun, later_cap)
