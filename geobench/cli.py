@@ -374,14 +374,19 @@ def train_cmd(
     data: Annotated[Path, typer.Option(help="Prepared dataset directory.")],
     out: Annotated[Path, typer.Option(help="Run directory.")],
     config: Annotated[Optional[Path], typer.Option(help="YAML config overriding the card.")] = None,
-    epochs: Annotated[Optional[int], typer.Option()] = None,
-    batch_size: Annotated[Optional[int], typer.Option()] = None,
-    lr: Annotated[Optional[float], typer.Option()] = None,
-    max_steps: Annotated[Optional[int], typer.Option()] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs [card recipe].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Pairs per batch [card recipe].")
+                          ] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate [card recipe].")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")
+                         ] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu | cuda.")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp")] = None,
-    workers: Annotated[Optional[int], typer.Option()] = None,
-    seed: Annotated[Optional[int], typer.Option()] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision "
+                                                "(CUDA only).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes.")
+                       ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of weights, sampling and "
+                                                "augmentation.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from RUN/checkpoint.pt.")] = False,
     weights: Annotated[Optional[Path], typer.Option(help="Local backbone weights file.")] = None,
     preset: Annotated[Optional[str], typer.Option(help="Model preset, e.g. tiny.")] = None,

@@ -80,7 +80,6 @@ def _time_case(name: str, nq: int, nr: int, dim: int, memory: int, slab: int | N
     best = interleaved({"chunked": chunked, "dense": lambda: np.matmul(q_floor, r.T, out=out)},
                        repeat=repeat, warmup=0)
     floor = best["dense"] * (nq / rows_floor)
-    del out
     note = "floor = one dense q @ r.T into a preallocated output, same threads"
     if slab:
         note += f"; extrapolated from a {slab}-query slab x all references"
@@ -113,8 +112,8 @@ def run(quick: bool) -> list[dict]:
 
     set_quiet(True)
     if quick:
-        cases = [("cvusa-like", 2048, 2048, 4096, 2 << 30, None, 2),
-                 ("vigor-like", 2048, 16384, 1024, 256 << 20, None, 2)]
+        cases = [("cvusa-like", 4096, 4096, 4096, 2 << 30, None, 2),
+                 ("vigor-like", 4096, 32768, 1024, 256 << 20, None, 2)]
         mem = (4096, 16384, 1024, 64 << 20)
     else:
         cases = [("cvusa", 8884, 8884, 4096, 2 << 30, None, 2),

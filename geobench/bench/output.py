@@ -185,3 +185,16 @@ def console():
     from rich.console import Console
 
     return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 140)
+
+
+def markdown_table(rows: list[BenchRow]) -> str:
+    """The rows as a Markdown table (for READMEs and PR comments)."""
+    lines = ["| stage | case | metric | value | floor | unit | ratio | target | status |",
+             "|---|---|---|---:|---:|---|---:|---|---|"]
+    for r in rows:
+        if r.status == "error":
+            lines.append(f"| {r.stage} | {r.error} | error | | | | | | error |")
+            continue
+        lines.append(f"| {r.stage} | {r.case} | {r.metric} | {_fmt(r.value)} | {_fmt(r.floor)} "
+                     f"| {r.unit} | {_fmt(r.ratio)} | {r.target} | {r.status} |")
+    return "\n".join(lines) + "\n"

@@ -20,7 +20,15 @@ from geobench.models.registry import MODELS, ModelCard, register_model
 if TYPE_CHECKING:
     from geobench.models.base import GeoModel
 
-__all__ = ["MODELS", "ModelCard", "build_model", "describe", "list_models", "register_model"]
+__all__ = ["MODELS", "GeoModel", "ModelCard", "build_model", "describe", "list_models", "register_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GeoModel":  # lazily: importing the package must not import torch
+        from geobench.models.base import GeoModel
+
+        return GeoModel
+    raise AttributeError(f"module 'geobench.models' has no attribute {name!r}")
 
 
 def _load_zoo() -> None:
@@ -46,7 +54,7 @@ def _preset(name: str, card: ModelCard, preset: str | None) -> dict[str, Any]:
 
 def build_model(
     name: str, preset: str | None = None, weights: str | Path | None = None, **overrides: Any
-) -> "GeoModel":
+) -> GeoModel:
     """Build a registered model: card defaults < preset < overrides (factory arguments).
 
     `input_size={view: (H, W)}` overrides sizes per view; `weights` is a local backbone

@@ -64,7 +64,7 @@ class ASAVGModel(GeoModel):
         return x
 
     def _describe(self, maps: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.aggregator(maps), dim=-1)
+        return F.normalize(self.aggregator(maps).float(), dim=-1)
 
     def _crop_offsets(self, wp: int, wq: int) -> torch.Tensor:
         n = self.n_crops or max(math.ceil(wp / wq), 1)

@@ -8,7 +8,6 @@ leave open are constructor arguments (documented on each class).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from geobench.models.aggregators import check_feature_size

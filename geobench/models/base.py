@@ -85,9 +85,9 @@ class GeoModel(nn.Module):
         raise NotImplementedError
 
     def embed(self, images: torch.Tensor, view: str) -> torch.Tensor:
-        """L2-normalised descriptors (B, D) of a batch of one view."""
+        """L2-normalised float32 descriptors (B, D) of a batch of one view (also under AMP)."""
         self.check_input_size(images, view)
-        return F.normalize(self.encode(images, self.branch(view)), dim=-1)
+        return F.normalize(self.encode(images, self.branch(view)).float(), dim=-1)
 
     def forward(self, query_images: torch.Tensor, reference_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (

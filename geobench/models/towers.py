@@ -6,7 +6,7 @@ tower from the branch the base class derives from the view.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -14,7 +14,8 @@ from torch import nn
 from geobench.errors import UsageError
 from geobench.models.backbones import ConvNeXt, LSKNet, ResNet, VGGFeatures
 from geobench.models.backbones.base import Backbone
-from geobench.models.backbones.convnext import BASE as CONVNEXT_B, TINY as CONVNEXT_T
+from geobench.models.backbones.convnext import BASE as CONVNEXT_B
+from geobench.models.backbones.convnext import TINY as CONVNEXT_T
 from geobench.models.backbones.lsknet import LSKNET_S, LSKNET_T
 from geobench.models.backbones.vgg import VGG16_BLOCKS
 from geobench.models.base import GeoModel

@@ -17,7 +17,12 @@ from geobench.models.asavg import ASAVGModel
 from geobench.models.attention import GSRA, make_attention
 from geobench.models.registry import ModelCard, register_model
 from geobench.models.towers import (
-    Tower, TowerModel, build_towers, feature_shape, make_backbone, require_same_size,
+    Tower,
+    TowerModel,
+    build_towers,
+    feature_shape,
+    make_backbone,
+    require_same_size,
 )
 
 Size = tuple[int, int]
@@ -85,8 +90,9 @@ def mcgra(
 ) -> TowerModel:
     """MC_GRA model; attention='mcgra'|'cbam'|'none' and deformable=False are the paper's ablations."""
     ref_view = "polar" if polar else "aerial"
-    if not polar and input_size is None:
-        input_size = {"ground": (112, 616), "aerial": (256, 256)}
+    if not polar:  # the paper's VIGOR setting: plain aerial images, 256x256 [B]
+        input_size = {k: v for k, v in (input_size or MCGRA_CARD.input_size).items() if k != "polar"}
+        input_size.setdefault("aerial", (256, 256))
     sizes = _sizes(MCGRA_CARD, input_size, ref_view)
     args = dict(attention_args or {})
     if attention == "mcgra":

@@ -1,0 +1,224 @@
+"""results.h5 and metrics.csv (DESIGN.md "Results"): atomic writers, validating readers.
+
+results.h5: /ranks (Nq,) int64 (references strictly more similar than the best
+positive; n_reference marks a query without positives), /curve/k and /curve/recall
+(percent, every K up to max(100, K of R@1%)), /topk/indices and /topk/scores,
+/per_query/<name> (hit, ap, error_m where the protocol has them), optionally
+/descriptors/query|reference and /query/uids, /reference/uids; attributes: schema,
+protocol, k_1pct, one_percent_rule, run, dataset, split, model, checkpoint_sha256,
+dataset_sha256, features_sha256, versions, created_at, metrics (JSON), plan (JSON).
+metrics.csv: one row; METRICS_COLUMNS, then r@K for other K, then protocol extras.
+results.h5 is written first, so a metrics.csv always has complete results beside it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from geobench.errors import DataError, SchemaError
+from geobench.fileio import atomic_open, atomic_path
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from geobench.evaluation import EvalResult, Provenance
+
+SCHEMA = "geobench.results/1"
+RESULTS_FILE, METRICS_FILE = "results.h5", "metrics.csv"
+METRICS_COLUMNS = ("run", "dataset", "split", "protocol", "model", "n_query", "n_reference",
+                   "r@1", "r@5", "r@10", "r@1%", "k_1pct")
+TEXT_COLUMNS = ("run", "dataset", "split", "protocol", "model")
+_INT_COLUMNS = ("n_query", "n_reference", "k_1pct", "n_no_positive")
+_ATTR_TEXT = ("protocol", "one_percent_rule", "run", "dataset", "split", "model",
+              "checkpoint_sha256", "dataset_sha256", "features_sha256", "created_at")
+
+
+@dataclass
+class StoredResults:
+    path: Path
+    attrs: dict[str, Any]
+    ranks: np.ndarray
+    curve_k: np.ndarray
+    curve_recall: np.ndarray
+    topk_indices: np.ndarray
+    topk_scores: np.ndarray
+    per_query: dict[str, np.ndarray] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _versions() -> dict[str, str]:
+    import h5py
+
+    from geobench.prepared import versions
+
+    return {**versions(), "h5py": h5py.__version__}
+
+
+def metrics_row(result: EvalResult, provenance: Provenance) -> dict[str, Any]:
+    """The metrics.csv row: fixed columns, then other r@K, then extras."""
+    row: dict[str, Any] = {"run": provenance.run, "dataset": provenance.dataset,
+                           "split": provenance.split, "protocol": result.protocol.name,
+                           "model": provenance.model, "n_query": result.n_query,
+                           "n_reference": result.n_reference}
+    values = result.metrics
+    for key in METRICS_COLUMNS[7:]:
+        row[key] = values[key]
+    for key, value in values.items():
+        if key not in row:
+            row[key] = value
+    return row
+
+
+def write_results(out_dir: str | Path, result: EvalResult, provenance: Provenance, *,
+                  descriptors: tuple[np.ndarray, np.ndarray] | None = None,
+                  query_uids: list[str] | None = None,
+                  reference_uids: list[str] | None = None) -> tuple[Path, Path]:
+    """Write OUT/results.h5 then OUT/metrics.csv, each atomically."""
+    import h5py
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a directory; pass another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    row = metrics_row(result, provenance)
+    attrs = {"schema": SCHEMA, "protocol": result.protocol.name,
+             "one_percent_rule": result.protocol.one_percent_rule,
+             "k_1pct": int(result.k_one_percent), "run": provenance.run,
+             "dataset": provenance.dataset, "split": provenance.split, "model": provenance.model,
+             "checkpoint_sha256": provenance.checkpoint_sha256,
+             "dataset_sha256": provenance.dataset_sha256,
+             "features_sha256": provenance.features_sha256,
+             "n_query": int(result.n_query), "n_reference": int(result.n_reference),
+             "versions": json.dumps(_versions()),
+             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "metrics": json.dumps(row, default=float),
+             "plan": json.dumps(asdict(result.plan)), "seconds": float(result.seconds),
+             "extra": json.dumps(provenance.extra, default=str)}
+    results_path, metrics_path = out / RESULTS_FILE, out / METRICS_FILE
+    with atomic_path(results_path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs.update(attrs)
+        h5.create_dataset("ranks", data=np.asarray(result.ranks, dtype=np.int64))
+        h5.create_dataset("curve/k", data=np.asarray(result.curve_k, dtype=np.int64))
+        h5.create_dataset("curve/recall", data=np.asarray(result.curve_recall, dtype=np.float64))
+        h5.create_dataset("topk/indices", data=np.asarray(result.topk_indices, dtype=np.int64))
+        h5.create_dataset("topk/scores", data=np.asarray(result.topk_scores, dtype=np.float32))
+        for name, values in result.per_query.items():
+            h5.create_dataset(f"per_query/{name}", data=np.asarray(values))
+        if descriptors is not None:
+            h5.create_dataset("descriptors/query", data=descriptors[0])
+            h5.create_dataset("descriptors/reference", data=descriptors[1])
+        for name, uids in (("query/uids", query_uids), ("reference/uids", reference_uids)):
+            if uids is not None:
+                h5.create_dataset(name, data=np.asarray(uids, dtype=object),
+                                  dtype=h5py.string_dtype())
+    write_metrics(metrics_path, [row])
+    return results_path, metrics_path
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else f"{float(value):.10g}"
+    return str(value)
+
+
+def write_metrics(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Write metrics rows (a union of their keys as columns, fixed ones first) atomically."""
+    import csv
+
+    columns = list(METRICS_COLUMNS)
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with atomic_open(path, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_format(row.get(c, "")) for c in columns])
+    return Path(path)
+
+
+def _is_metric(col: str) -> bool:
+    return (col in METRICS_COLUMNS or col in _INT_COLUMNS or col in ("hit_rate", "ap")
+            or col.startswith(("r@", "error_", "acc@")))
+
+
+def read_metrics(path: str | Path) -> pd.DataFrame:
+    """Read and validate a metrics.csv (header, numeric values)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; run `geobench eval` to create it")
+    try:
+        frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False,
+                            na_values={c: [""] for c in METRICS_COLUMNS[5:]})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{path}: not a readable metrics CSV ({exc}); re-run `geobench eval`") from None
+    missing = [c for c in METRICS_COLUMNS if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"{path}: missing column(s) {', '.join(missing)}; expected a metrics.csv "
+                          f"written by `geobench eval`")
+    for col in frame.columns:
+        if col in TEXT_COLUMNS:
+            continue
+        converted = pd.to_numeric(frame[col].replace("", np.nan), errors="coerce")
+        bad = converted.isna() & frame[col].notna() & (frame[col].astype(str) != "")
+        if bad.any() and not _is_metric(col):
+            continue  # an extra text column (e.g. path, source of a report CSV)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise SchemaError(f"{path}:{i + 2}: {col} {frame[col].iloc[i]!r} is not a number")
+        integer = col in _INT_COLUMNS and converted.notna().all()
+        frame[col] = converted.astype(np.int64 if integer else np.float64)
+    return frame
+
+
+def read_results(path: str | Path) -> StoredResults:
+    """Read and validate a results.h5 (schema version, datasets, shapes)."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; run `geobench eval` to create it")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise SchemaError(f"{path}: not a readable HDF5 file ({exc}); re-run `geobench eval`") from None
+    with h5:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic)
+                     else v) for k, v in h5.attrs.items()}
+        if attrs.get("schema") != SCHEMA:
+            raise SchemaError(f"{path}: schema {attrs.get('schema')!r}, expected {SCHEMA!r}; "
+                              f"re-run `geobench eval` with this version")
+
+        def get(name: str) -> np.ndarray:
+            if name not in h5:
+                raise SchemaError(f"{path}:/{name}: missing dataset; re-run `geobench eval`")
+            return h5[name][...]
+
+        ranks, k, recall = get("ranks"), get("curve/k"), get("curve/recall")
+        top_i, top_s = get("topk/indices"), get("topk/scores")
+        nq = int(attrs.get("n_query", -1))
+        if ranks.ndim != 1 or len(ranks) != nq:
+            raise SchemaError(f"{path}:/ranks: shape {ranks.shape}, expected ({nq},) from n_query")
+        if k.shape != recall.shape or k.ndim != 1:
+            raise SchemaError(f"{path}:/curve/recall: shape {recall.shape} does not match "
+                              f"/curve/k {k.shape}")
+        if top_i.shape != top_s.shape or top_i.ndim != 2 or top_i.shape[0] != nq:
+            raise SchemaError(f"{path}:/topk/indices: shape {top_i.shape}, expected ({nq}, K) "
+                              f"matching /topk/scores {top_s.shape}")
+        per_query = {name: h5["per_query"][name][...] for name in h5.get("per_query", {})}
+        try:
+            metrics = json.loads(attrs.get("metrics", "{}"))
+        except json.JSONDecodeError:
+            raise SchemaError(f"{path}: attribute 'metrics' is not valid JSON") from None
+    return StoredResults(path, attrs, ranks, k, recall, top_i, top_s, per_query, metrics)

@@ -1,0 +1,111 @@
+"""geobench.report: collection, formats, sorting, paper rows, --check and curves."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geobench.errors import DataError, UnknownNameError, UsageError
+from geobench.evaluation import EvalOptions, Provenance, evaluate
+from geobench.report import check_table, collect, paper_rows, plot_curves, render, sort_rows
+from geobench.results import write_metrics, write_results
+from geobench.retrieval import CSR
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two runs of different quality on one protocol and one on another."""
+    root = tmp_path_factory.mktemp("runs")
+    rng = np.random.default_rng(1)
+    r = unit(rng.standard_normal((300, 16)))
+    pos = CSR.from_lists([[i] for i in range(100)])
+    for name, noise, protocol in (("good", 0.2, "cvusa"), ("bad", 0.9, "cvusa"),
+                                  ("other", 0.5, "vigor_same")):
+        q = unit(r[:100] + noise * rng.standard_normal((100, 16)))
+        res = evaluate(q, r, pos, protocol, EvalOptions(save_topk=5))
+        write_results(root / name / "eval", res, Provenance(run=name, dataset="toy",
+                                                             split="test", model="m"))
+    return root
+
+
+def test_collect_and_sort(runs):
+    table = collect([runs])
+    assert sorted(table["run"]) == ["bad", "good", "other"]
+    ordered = sort_rows(table, "r@1")
+    assert ordered["run"].iloc[0] == "good" and ordered["run"].iloc[-1] == "bad"
+    assert sort_rows(table, "r@1", ascending=True)["run"].iloc[0] == "bad"
+    with pytest.raises(UsageError, match="Did you mean r@1"):
+        sort_rows(table, "r@1x")
+    with pytest.raises(DataError, match="missing: no such file or folder"):
+        collect([runs / "good" / "missing"])
+    (runs / "empty").mkdir()
+    with pytest.raises(DataError, match="no metrics.csv under"):
+        collect([runs / "empty"])
+
+
+def test_formats(runs):
+    table = sort_rows(collect([runs]), "run")
+    md = render(table, "md")
+    assert md.splitlines()[0].startswith("| run | dataset | split | protocol")
+    assert "(K=3)" in md and "| good |" in md
+    csv = render(table, "csv")
+    back = pd.read_csv(__import__("io").StringIO(csv))
+    assert list(back["run"]) == ["bad", "good", "other"] and "k_1pct" in back.columns
+    latex = render(table, "latex")
+    assert latex.startswith(r"\begin{tabular}") and r"R@1\%" in latex and r"\bottomrule" in latex
+    rich = render(table, "rich")
+    assert "R@1%" in rich and "good" in rich and "vigor_same" in rich
+    with pytest.raises(UsageError, match="--format 'html'"):
+        render(table, "html")
+
+
+def test_paper_rows():
+    rows = paper_rows("cvusa")
+    safa = rows[rows["model"] == "SAFA"].iloc[0]
+    assert safa["r@1"] == pytest.approx(89.84) and safa["kind"] == "paper"
+    assert safa["run"] == "[paper] SAFA" and "models.md" in safa["source"]
+    vigor = paper_rows("vigor")
+    assert set(vigor["protocol"]) == {"vigor_same", "vigor_cross"}
+    s4g = vigor[(vigor["model"] == "Sample4Geo") & (vigor["protocol"] == "vigor_same")].iloc[0]
+    assert s4g["hit_rate"] == pytest.approx(89.82)
+    assert set(paper_rows("cvact_test")["protocol"]) == {"cvact_test"}
+    assert paper_rows("university1652")["ap"].notna().all()
+    with pytest.raises(UnknownNameError, match="Did you mean cvusa"):
+        paper_rows("cvusaa")
+    md = render(pd.concat([rows], ignore_index=True), "md")
+    assert "source" in md.splitlines()[0]
+
+
+def test_check_pass_and_fail(runs, tmp_path):
+    table = collect([runs])
+    baseline = tmp_path / "baseline.csv"
+    base_rows = table.drop(columns=["path", "kind"]).to_dict("records")
+    write_metrics(baseline, base_rows)
+    result = check_table(table, baseline, tolerance=0.0)
+    assert result.ok and result.failures == 0 and any("good" in line for line in result.lines)
+    good = table["run"] == "good"
+    worse = table.copy()
+    worse.loc[good, "r@1"] = worse.loc[good, "r@1"] - 2.5
+    assert check_table(worse, baseline, tolerance=3.0).ok
+    failed = check_table(worse, baseline, tolerance=1.0)
+    assert not failed.ok and failed.failures == 1
+    line = next(line for line in failed.lines if line.startswith("FAIL"))
+    assert "good/toy/test/cvusa r@1" in line and "(-2.50)" in line
+    missing = check_table(table[~good], baseline, tolerance=1.0)
+    assert not missing.ok and any("not in the current results" in ln for ln in missing.lines)
+    with pytest.raises(UsageError):
+        check_table(table, baseline, tolerance=-1)
+
+
+def test_plot_is_a_non_empty_png(runs, tmp_path):
+    table = pd.concat([collect([runs]), paper_rows("cvusa")], ignore_index=True)
+    out = plot_curves(table, tmp_path / "curves.png")
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    with pytest.raises(DataError, match="no results.h5"):
+        plot_curves(paper_rows("cvusa"), tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
