@@ -55,7 +55,8 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
 def out_console():
     from rich.console import Console
 
-    return Console(file=sys.stdout, soft_wrap=True)
+    # Piped output would otherwise wrap tables at 80 columns.
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
