@@ -56,3 +56,34 @@ def test_broken_catalog_is_reported(invoke, tmp_path, monkeypatch):
 def test_bad_option_value_exits_nonzero(invoke):
     result = invoke("datasets", "--no-such-option")
     assert result.exit_code != 0
+
+
+def test_prepare_synthetic_each_layout_names_itself_and_its_protocol(invoke, tmp_path):
+    import json
+
+    from geobench.prepared import read_prepared
+
+    expected = {"cvusa": "cvusa", "vigor": "vigor_same", "vg": "vg25"}
+    for layout, protocol in expected.items():
+        out = tmp_path / layout
+        result = invoke("prepare", "synthetic", "--out", out, "--layout", layout, "--pairs", 6,
+                        "--test-pairs", 4, "--cities", 1, "--preset", "easy", "--workers", 1,
+                        "--quiet")
+        assert result.exit_code == 0, result.output
+        assert "prepared synthetic" in result.stdout
+        ds = read_prepared(out, check_files=True)
+        assert ds.name == f"synthetic-{layout}"
+        assert json.loads((out / "manifest.json").read_text())["protocol"] == protocol
+        assert set(ds.index["split"]) >= {"train", "test"}
+        assert len(ds.positives) > 0
+
+
+def test_prepare_synthetic_refuses_existing_output(invoke, tmp_path):
+    out = tmp_path / "ds"
+    (out / "raw").mkdir(parents=True)
+    (out / "raw" / "keep.txt").write_text("mine")
+    result = invoke("prepare", "synthetic", "--out", out, "--pairs", 4, "--test-pairs", 2, "--quiet")
+    assert result.exit_code == 2
+    assert "already exists and is not empty" in result.stderr
+    assert (out / "raw" / "keep.txt").read_text() == "mine"
+    assert not (out / "index.csv").exists()

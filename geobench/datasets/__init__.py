@@ -26,12 +26,15 @@ def adapt(name: str, root: Path, out: Path, options: Mapping[str, Any] | None = 
 
 
 def prepare_dataset(name: str, root: Path, out: Path,
-                    options: Mapping[str, Any] | None = None) -> Prepared:
+                    options: Mapping[str, Any] | None = None, *,
+                    label: str | None = None) -> Prepared:
     """Index the raw copy of dataset `name` at `root` into the prepared directory `out`.
 
     Options are the adapter's (e.g. {"polar": True, "polar_size": (112, 616)} for
     cvusa, {"protocol": "cross"} for vigor); `strict` makes any missing image fatal,
-    otherwise missing images are skipped and counted in the manifest.
+    otherwise missing images are skipped and counted in the manifest. `label` names the
+    result in its manifest when it differs from the layout (the synthetic world written
+    in the CVUSA layout is not CVUSA). The manifest records the evaluation protocol.
     """
     if root is None:
         raise UsageError(f"prepare {name}: --root is required (the folder of your raw copy)")
@@ -40,8 +43,16 @@ def prepare_dataset(name: str, root: Path, out: Path,
     adapted = adapt(name, Path(root), Path(out), options)
     check_missing(adapted, name, strict)
     missing = {view: len(paths) for view, paths in adapted.missing.items() if paths}
-    extra = {"missing_images": missing,
+    extra = {"protocol": adapted.protocol or _catalog_protocol(name),
+             "missing_images": missing,
              "missing_examples": [p for v in adapted.missing.values() for p in v[:3]][:10]}
-    return write_prepared(out, adapted.index, adapted.positives, dataset=name,
+    return write_prepared(out, adapted.index, adapted.positives, dataset=label or name,
                           raw_root=adapted.raw_root, parameters=adapted.parameters,
                           derived_dirs=adapted.derived_dirs, extra=extra)
+
+
+def _catalog_protocol(name: str) -> str:
+    from geobench.catalog import load_catalog
+
+    spec = load_catalog().get(name)
+    return spec.default_protocol if spec is not None else "pairs"

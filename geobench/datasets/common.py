@@ -31,6 +31,8 @@ class Adapted:
       for `geobench doctor` to find files that no split uses.
     expected_sizes: view -> (H, W) of the native images, for `geobench doctor`.
     expected_counts: "split/role/view" -> count of the full public release.
+    protocol: the named evaluation protocol, where the options choose it (VIGOR same or
+      cross area); otherwise the catalog's default for the dataset is recorded.
     """
 
     index: list[dict[str, Any]]
@@ -42,6 +44,7 @@ class Adapted:
     scan: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     expected_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     expected_counts: dict[str, int] = field(default_factory=dict)
+    protocol: str | None = None  # evaluation protocol when it depends on the options
 
     def n_missing(self) -> int:
         return sum(len(v) for v in self.missing.values())

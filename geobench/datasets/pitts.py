@@ -249,7 +249,7 @@ def prepare_raw(name: str, root: Path, options: dict[str, Any]) -> Adapted:
                   "utm_zone": f"{UTM_ZONE}T", "pos_dist_thr_in_mat": thresholds,
                   "eval_radius_m": opts.eval_radius_m, "train_radius_m": opts.train_radius_m,
                   "distance": "euclidean UTM"}
-    return Adapted(index=index, positives=positives, parameters=parameters, raw_root=base,
+    return Adapted(index=index, positives=positives, parameters=parameters, raw_root=base, protocol="vg25",
                    missing={"street": missing}, scan=[],
                    expected_sizes=dict(SIZES.get(name, {})),
                    expected_counts=expected_counts(name, mats))

@@ -164,7 +164,7 @@ def _prepare_vg(name: str, root: Path, options: dict[str, Any]) -> Adapted:
                         f"{opts.queries_folder}/ folder; check --root or the queries folder name")
     parameters = {"folders": used, "eval_radius_m": opts.eval_radius_m,
                   "train_radius_m": opts.train_radius_m, "distance": "euclidean UTM"}
-    return Adapted(index=index, positives=positives, parameters=parameters, raw_root=base,
+    return Adapted(index=index, positives=positives, parameters=parameters, raw_root=base, protocol="vg25",
                    scan=[], expected_sizes=dict(SIZES.get(name, {})),
                    expected_counts=expected_counts(name, used))
 

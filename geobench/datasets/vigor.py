@@ -225,6 +225,7 @@ def vigor(root: Path, out: Path, options: dict[str, Any]) -> Adapted:
     scan = [(d, (".jpg",)) for d in layout.pano.values()] + \
         [(d, (".png",)) for d in layout.sat.values()]
     return Adapted(index=index, positives=positives, parameters=parameters, raw_root=base,
+                   protocol=f"vigor_{opts.protocol}",
                    missing=missing, scan=scan,
                    expected_sizes={"ground": (1024, 2048), "aerial": (640, 640)},
                    expected_counts=full[opts.protocol] if set(needed) == set(CITIES) else {})

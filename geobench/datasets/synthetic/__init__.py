@@ -108,4 +108,5 @@ def prepare_synthetic(options: SyntheticOptions, ds: str | Path,
     except ImportError as exc:  # the adapters land with another issue
         raise UsageError(f"the {options.layout} adapter is not available yet ({exc}); the raw "
                          f"layout is written to {raw}") from None
-    return prepare_dataset(options.layout, raw, Path(ds), dict(adapter_options or {}))
+    return prepare_dataset(options.layout, raw, Path(ds), dict(adapter_options or {}),
+                           label=f"synthetic-{options.layout}")
