@@ -3,7 +3,10 @@
 torch is installed first from the pinned CPU build (see README, "Choosing the torch
 build") so no session pulls CUDA wheels on a CPU-only machine.
 """
+import shutil
+
 import nox
+from nox.command import CommandFailed
 
 TORCH = "torch==2.13.0"
 nox.options.sessions = ["tests", "lint"]
@@ -32,9 +35,43 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "geobench", "tests", "benchmarks", "noxfile.py")
 
 
+# The synthetic accuracy benchmark: fixed seeds, tiny preset, a few CPU minutes. The same
+# commands produced benchmarks/baseline/accuracy.csv (see benchmarks/README.md); the run
+# folder's name is the `run` column of metrics.csv, so keep ACCURACY_RUN as it is.
+ACCURACY_MODEL, ACCURACY_RUN = "safa", "synthetic-safa-tiny"
+ACCURACY_DATA = ["--pairs", "200", "--test-pairs", "100", "--seed", "0", "--preset", "easy"]
+ACCURACY_TRAIN = ["--preset", "tiny", "--seed", "0", "--epochs", "10", "--batch-size", "32",
+                  "--lr", "1e-3", "--eval-every", "0", "--workers", "0", "--device", "cpu"]
+ACCURACY_TOLERANCE_PTS = "10"
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The CI benchmark job: quick benchmarks + synthetic accuracy, checked against baselines."""
+    """CI benchmark job: quick speed ratios + synthetic accuracy, checked against baselines.
+
+    Fails on a regression in either (benchmarks/baseline/bench.csv, accuracy.csv).
+
+    `nox -s bench -- DIR` writes the measurements under DIR (default bench-out).
+    """
     install(session)
-    session.run("geobench", "bench", "all", "--quick", "--out", "bench", "--check",
-                "benchmarks/baseline/bench.csv", *session.posargs)
+    out = session.posargs[0] if session.posargs else "bench-out"
+    failed = []
+    try:  # speed: ratios against floors measured in the same run, on one thread as the
+        # baseline was (steady on shared runners, comparable across core counts)
+        session.run("geobench", "bench", "all", "--quick", "--quiet", "--threads", "1",
+                    "--out", f"{out}/speed", "--check", "benchmarks/baseline/bench.csv")
+    except CommandFailed:
+        failed.append("speed (see the regression table above)")
+    try:  # accuracy: the synthetic world, a tiny model, fixed seeds
+        data, run = f"{out}/accuracy/data", f"{out}/accuracy/{ACCURACY_RUN}"
+        shutil.rmtree(f"{out}/accuracy", ignore_errors=True)  # a fresh world and run each time
+        session.run("geobench", "prepare", "synthetic", "--quiet", "--out", data, *ACCURACY_DATA)
+        session.run("geobench", "train", ACCURACY_MODEL, "--quiet", "--data", data, "--out", run,
+                    *ACCURACY_TRAIN)
+        session.run("geobench", "eval", run, "--quiet", "--data", data, "--split", "test")
+        session.run("geobench", "report", run, "--table", "--check",
+                    "benchmarks/baseline/accuracy.csv", "--tolerance", ACCURACY_TOLERANCE_PTS)
+    except CommandFailed:
+        failed.append("accuracy (see the report check above)")
+    if failed:
+        session.error(f"benchmark regression: {'; '.join(failed)}")

@@ -540,9 +540,21 @@ def bench_cmd(
     counts = {s: sum(r.status == s for r in run.rows) for s in ("pass", "miss", "info", "error")}
     show(", ".join(f"{n} {s}" for s, n in counts.items())
          + f"; wrote {', '.join(str(p) for p in paths)}")
+    load = max(run.meta["loadavg_start"], run.meta["loadavg_end"])
+    if load > run.meta["cpu_count"]:
+        hint = ("; with more than one thread small operations can slow down many times over, "
+                "`--threads 1` is the steadiest on a shared machine"
+                if run.meta["threads"] > 1 else "")
+        typer.echo(f"warning: the machine was busy (load average {load:g} on "
+                   f"{run.meta['cpu_count']} CPUs); ratios are noisier than usual{hint}", err=True)
     problems = [f"stage {r.stage}: {r.error}" for r in run.errors]
     if checked is not None:
-        show(check_table(checked))
+        verdicts = [line.verdict for line in checked.lines]
+        if any(v not in ("ok", "skipped") for v in verdicts):
+            show(check_table(checked))
+        show(f"regression check against {check}: " + ", ".join(
+            f"{verdicts.count(v)} {v}" for v in ("ok", "improved", "new", "skipped",
+                                                 "regression", "missing") if v in verdicts))
         problems += [f"{line.describe()} (baseline {check})" for line in checked.failed]
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
@@ -576,9 +588,9 @@ def demo_cmd(
                      ] = "safa",
     preset: Annotated[str, typer.Option(help="Synthetic difficulty: easy | standard | hard.")
                       ] = "easy",
-    pairs: Annotated[int, typer.Option(help="Training pairs.")] = 500,
+    pairs: Annotated[int, typer.Option(help="Training pairs.")] = 600,
     test_pairs: Annotated[int, typer.Option(help="Test pairs (gallery size).")] = 200,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the world and the training.")] = 0,
     quiet: Quiet = False,
 ) -> None:

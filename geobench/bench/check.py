@@ -47,6 +47,10 @@ class CheckLine:
         def g(x: float | None) -> str:
             return "absent" if x is None else f"{x:.3g}"
 
+        if self.verdict == "missing":
+            return (f"missing {self.stage}/{self.case}/{self.metric}: in the baseline but not "
+                    f"measured now (same --quick setting as the baseline? a renamed case needs "
+                    f"a new baseline)")
         what = f"{self.verdict} {self.stage}/{self.case}/{self.metric}: baseline " \
                f"{g(self.baseline)}, now {g(self.current)}"
         if self.change is not None:

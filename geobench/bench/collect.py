@@ -171,7 +171,16 @@ def machine_meta(options: BenchOptions, n_threads: int) -> dict[str, Any]:
         "stages": ",".join(options.stages),
         "isolated": options.isolate,
         "versions": versions,
+        "loadavg_start": _loadavg(),
     }
+
+
+def _loadavg() -> float:
+    """1-minute load average (0 where unknown): a busy machine makes every ratio noisier."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def collect(options: BenchOptions) -> BenchRun:
@@ -195,4 +204,5 @@ def collect(options: BenchOptions) -> BenchRun:
             state = (f"FAILED (details: bench.h5 /stages/{stage})" if results[-1].failed
                      else f"{len(rows)} rows")
             print(f"bench: {stage} {state} in {seconds:.1f} s", file=sys.stderr, flush=True)
+    meta["loadavg_end"] = _loadavg()
     return BenchRun(tuple(results), meta)

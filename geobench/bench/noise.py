@@ -19,7 +19,7 @@ from geobench.errors import UsageError
 
 
 def noise_baseline(paths: list[str | Path], margin: float = 2.0,
-                   minimum: float = 0.15) -> list[tuple[BaselineRow, float, int]]:
+                   minimum: float = 0.25) -> list[tuple[BaselineRow, float, int]]:
     """Return (baseline row with tolerance, observed max relative deviation, n runs)."""
     if len(paths) < 2:
         raise UsageError("give at least two bench.csv files of the same command to measure "

@@ -122,7 +122,8 @@ def run(quick: bool) -> list[dict]:
                     f"builds ({part['build_s']:.1f} s for the largest) + 2000 x "
                     f"{1000 * part['pair_s']:.0f} ms per pair; worker start-up "
                     f"{part['spawn_s']:.1f} s; target ~60 s on 2 cores")
-            for w, key in ((1, "serial"), (workers, "parallel")):
+            # one row per distinct worker count (with one bench thread both are serial)
+            for w, key in ((1, "serial"), (workers, "parallel"))[:1 if workers == 1 else 2]:
                 rows.append(make_row(STAGE, f"cvusa-{resolution} 2000 pairs workers={w}",
                                      "seconds_per_2000_pairs", part[key], None, "s", "",
                                      aerial=part["aerial"], ground=part["ground"], note=note))
