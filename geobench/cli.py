@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -481,7 +482,15 @@ def report_cmd(
     """Collect metrics.csv files into tables and curves; check against a baseline."""
     import pandas as pd
 
-    from geobench.report import FORMATS, check_table, collect, paper_rows, plot_curves, render, sort_rows
+    from geobench.report import (
+        FORMATS,
+        check_table,
+        collect,
+        paper_rows,
+        plot_curves,
+        render,
+        sort_rows,
+    )
 
     if format not in FORMATS:
         raise UsageError(f"--format {format!r}: use one of {', '.join(FORMATS)}")

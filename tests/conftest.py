@@ -47,8 +47,8 @@ def make_rows(n_pairs: int = 4, split: str = "test"):
 @pytest.fixture
 def tiny_prepared(tmp_path):
     """A valid prepared dataset directory with real (tiny) image files."""
-    import numpy as np
     import cv2
+    import numpy as np
 
     from geobench.prepared import write_prepared
 

@@ -141,11 +141,11 @@ def test_mcgra_ablations(attention, deformable):
 def test_mcgra_non_polar_variant_and_view_errors():
     model = build_model("mcgra", preset="tiny")
     with pytest.raises(UsageError, match="polar"):
-        model.embed(torch.randn(1, 3, 32, 128), "aerial")
-    with pytest.raises(UsageError, match="32x128"):
-        model.embed(torch.randn(1, 3, 32, 130), "ground")
+        model.embed(torch.randn(1, 3, 64, 256), "aerial")
+    with pytest.raises(UsageError, match="64x256"):
+        model.embed(torch.randn(1, 3, 64, 258), "ground")
     with pytest.raises(UsageError, match=r"\(B, 3, H, W\)"):
-        model.embed(torch.randn(3, 32, 128), "ground")
+        model.embed(torch.randn(3, 64, 256), "ground")
     flat = build_model("mcgra", preset="tiny", polar=False, input_size={"aerial": (64, 64)})
     assert flat.card.reference_view == "aerial" and not flat.card.polar
     assert flat.embed(torch.randn(1, 3, 64, 64), "aerial").shape == (1, 128)
@@ -226,3 +226,15 @@ def test_descriptors_are_float32_under_autocast():
         dq, dr = model(q, r)
     assert dq.dtype == dr.dtype == torch.float32
     torch.testing.assert_close(dq.norm(dim=-1), torch.ones(2))
+
+
+def test_lrfr_runs_cross_view_with_a_ground_query():
+    model = build_model("lrfr", preset="tiny", query_view="ground", share_weights=False,
+                        input_size={"ground": (64, 256), "aerial": (128, 128)}).eval()
+    assert (model.card.query_view, model.card.reference_view) == ("ground", "aerial")
+    with torch.no_grad():
+        q, r = model(torch.randn(2, 3, 64, 256), torch.randn(2, 3, 128, 128))
+    assert q.shape == r.shape == (2, model.card.descriptor_dim)
+    with pytest.raises(UsageError, match="share_weights=False"):
+        build_model("lrfr", preset="tiny", query_view="ground",
+                    input_size={"ground": (64, 256), "aerial": (128, 128)})

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from geobench.errors import DataError, SchemaError
-from geobench.prepared import (INDEX_COLUMNS, POSITIVE_COLUMNS, read_prepared,
-                               write_prepared)
+from geobench.prepared import INDEX_COLUMNS, POSITIVE_COLUMNS, read_prepared, write_prepared
 from tests.conftest import make_rows
 
 

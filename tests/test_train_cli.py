@@ -103,5 +103,5 @@ def test_killed_run_leaves_whole_files_and_resumes(invoke, world, tmp_path):
     res = invoke("train", name, "--data", world, "--out", run, "--resume", "--max-steps",
                  str(target), "--quiet")
     assert res.exit_code == 0, res.output
-    assert f"resumed from step" in res.stdout
+    assert "resumed from step" in res.stdout
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == target

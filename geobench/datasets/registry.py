@@ -5,7 +5,8 @@ by `geobench prepare NAME`. The dataset's card is its entry in `datasets.yaml`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from geobench.registry import Registry
 

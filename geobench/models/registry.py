@@ -7,8 +7,9 @@ normalisation, descriptor size, the paper's recipe and the presets (`tiny`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from geobench.registry import Registry
 

@@ -7,9 +7,10 @@ never puts two pairs of one location in a batch (they would be false negatives).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -218,6 +219,20 @@ class ImageDataset:
     def __getitem__(self, i: int):
         img = to_model_view(read_image(self.paths[i]), self.src, self.size, self.paths[i])
         return normalise(img, self.card.mean, self.card.std)
+
+
+def fork_safe_opencv(workers: int) -> None:
+    """Call in the parent before a DataLoader forks `workers` processes.
+
+    Forked workers inherit OpenCV's thread pool without its threads: if the parent had
+    used it (rendering the synthetic world or a polar transform in the same process),
+    the workers hang in their first OpenCV call. One OpenCV thread in the parent leaves
+    no pool to inherit; the workers are the parallelism.
+    """
+    if workers > 0:
+        import cv2
+
+        cv2.setNumThreads(1)
 
 
 def worker_init(_: int) -> None:

@@ -1,11 +1,13 @@
 """Batched, gradient-free embedding of image files with a GeoModel (sharded under DDP)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from geobench.train.data import ImageDataset, ViewSource, worker_init
+from geobench.train.data import ImageDataset, ViewSource, fork_safe_opencv, worker_init
+
 
 def embed_paths(model: Any, paths: Sequence[str], src: ViewSource, *, batch_size: int = 32,
                 device: Any = "cpu", workers: int = 0, ctx: Any = None, amp: bool = False,
@@ -20,6 +22,7 @@ def embed_paths(model: Any, paths: Sequence[str], src: ViewSource, *, batch_size
     device = torch.device(device)
     mine = dist.shard(len(paths), ctx)
     dataset = ImageDataset([paths[i] for i in mine], src, model.card)
+    fork_safe_opencv(workers)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                          pin_memory=device.type == "cuda",
                                          worker_init_fn=worker_init)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class _Run:
         from geobench.losses import build_loss
         from geobench.prepared import read_prepared
         from geobench.train import cards
-        from geobench.train.data import PairDataset, build_pairs, worker_init
+        from geobench.train.data import PairDataset, build_pairs, fork_safe_opencv, worker_init
         from geobench.train.optim import build_optimizer, build_scheduler
         from geobench.train.sampling import PairBatchSampler, gps_neighbours
 
@@ -111,6 +112,7 @@ class _Run:
         if cfg.max_steps is not None:
             self.total = min(self.total, cfg.max_steps)
         self.device = torch.device(ctx.device)
+        fork_safe_opencv(cfg.workers)
         self.loader = torch.utils.data.DataLoader(
             PairDataset(pairs, card, cfg.hflip_p, cfg.rotate_p), batch_sampler=self.sampler,
             num_workers=cfg.workers, pin_memory=self.device.type == "cuda",
