@@ -247,7 +247,7 @@ def polar_cmd(
                                           "north", "radius", "img/s"],
                 [[report.total, report.written, report.skipped, len(report.failed), size,
                   north, radius, f"{rate:.1f}"]])
-    for path, reason in report.failed:
+    for _path, reason in report.failed:
         typer.echo(f"failed: {one_line(reason)}", err=True)
     report.raise_for_failures()
 
@@ -301,7 +301,7 @@ def crop_cmd(
                                             "failed", "fov", "seed"],
                 [[report.written + report.skipped + len(report.failed), len(report.rows),
                   report.written, report.skipped, len(report.failed), f"{fov:g}", seed]])
-    for path, reason in report.failed:
+    for _path, reason in report.failed:
         typer.echo(f"failed: {one_line(reason)}", err=True)
     report.raise_for_failures()
 
