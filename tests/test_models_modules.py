@@ -12,14 +12,7 @@ from geobench.models.aggregators import SAFA, SALAD, GeM, GlobalAvgPool, MixVPR
 from geobench.models.asa import ASA, SFE, correlate_all, correlate_pairs, crop_circular
 from geobench.models.attention import CBAM, GSRA, MCGRA, RGASpatial, make_attention, relation_stack
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tiny workloads only lose to thread spin on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def nparams(m: torch.nn.Module) -> int:

@@ -20,13 +20,7 @@ PUBLISHED_M = {
 CHEAP_PAPER_FORWARD = ["mixvpr", "mcgra"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tiny workloads only lose to thread spin on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batches(model, b: int = 2, seed: int = 0):
