@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from geobench.errors import GeobenchError, NotImplementedYet, UsageError, one_line
+from geobench.errors import GeobenchError, UsageError, one_line
 from geobench.progress import set_quiet
 
 app = typer.Typer(
@@ -69,11 +69,6 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for row in rows:
         table.add_row(*["" if v is None else str(v) for v in row])
     out_console().print(table)
-
-
-def not_yet(what: str, issue: int) -> NotImplementedYet:
-    return NotImplementedYet(f"`geobench {what}` is not implemented yet (tracked in issue {issue}); "
-                             f"see `geobench --help` for the commands that work today")
 
 
 def parse_size(text: str, option: str) -> tuple[int, int]:
@@ -426,7 +421,7 @@ def eval_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a run on a prepared split, or a features file, under a named protocol."""
-    from geobench.evaluation import EvalOptions, evaluate_features, parse_ks, parse_memory
+    from geobench.eval.evaluate import EvalOptions, evaluate_features, parse_ks, parse_memory
 
     if features is None:
         if run is None:
@@ -460,8 +455,8 @@ def eval_cmd(
 
 def _print_eval(summary: Any) -> None:
     """The metrics row as a table on stdout; where the files went on stderr."""
-    from geobench.report import render
-    from geobench.results import read_metrics
+    from geobench.eval.results import read_metrics
+    from geobench.report.table import render
 
     typer.echo(render(read_metrics(summary.metrics_path), "rich"), nl=False)
     typer.echo(f"wrote {summary.results_path} and {summary.metrics_path}", err=True)
@@ -482,7 +477,7 @@ def report_cmd(
     """Collect metrics.csv files into tables and curves; check against a baseline."""
     import pandas as pd
 
-    from geobench.report import (
+    from geobench.report.table import (
         FORMATS,
         check_table,
         collect,

@@ -76,7 +76,7 @@ def run_demo(options: DemoOptions) -> DemoSummary:
 
     import geobench.models.zoo  # noqa: F401  (registers the models)
     from geobench.models import MODELS, build_model
-    from geobench.report import collect, plot_curves
+    from geobench.report.table import collect, plot_curves
     from geobench.train import resolve_config, train
     from geobench.train.runeval import evaluate_model, evaluate_run
 

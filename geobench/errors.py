@@ -30,12 +30,6 @@ class UnknownNameError(UsageError):
     """A registry lookup for a name that is not registered."""
 
 
-class NotImplementedYet(GeobenchError):
-    """A command whose implementation has not landed yet."""
-
-    exit_code = 3
-
-
 class TrainingError(GeobenchError):
     """A training run that cannot continue (e.g. a NaN loss)."""
 

@@ -5,9 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-from geobench.features import write_features
-from geobench.results import read_results
-from geobench.retrieval import CSR
+from geobench.eval.csr import CSR
+from geobench.eval.features import write_features
+from geobench.eval.results import read_results
 
 
 def unit(x):

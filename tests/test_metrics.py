@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geobench import metrics as M
 from geobench.errors import UnknownNameError
-from geobench.evaluation import EvalOptions, evaluate
-from geobench.protocols import get_protocol, one_percent_k, protocol_names
-from geobench.retrieval import CSR
+from geobench.eval import metrics as M
+from geobench.eval.csr import CSR
+from geobench.eval.evaluate import EvalOptions, evaluate
+from geobench.eval.protocols import get_protocol, one_percent_k, protocol_names
 
 
 def unit(x):

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from geobench.errors import DataError, UnknownNameError, UsageError
-from geobench.evaluation import EvalOptions, Provenance, evaluate
-from geobench.report import check_table, collect, paper_rows, plot_curves, render, sort_rows
-from geobench.results import write_metrics, write_results
-from geobench.retrieval import CSR
+from geobench.eval.csr import CSR
+from geobench.eval.evaluate import EvalOptions, Provenance, evaluate
+from geobench.eval.results import write_metrics, write_results
+from geobench.report.table import check_table, collect, paper_rows, plot_curves, render, sort_rows
 
 
 def unit(x):

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from geobench.errors import DataError, SchemaError
-from geobench.evaluation import EvalOptions, Provenance, evaluate, evaluate_features
-from geobench.features import read_features, write_features
-from geobench.results import (
+from geobench.eval.csr import CSR
+from geobench.eval.evaluate import EvalOptions, Provenance, evaluate, evaluate_features
+from geobench.eval.features import read_features, write_features
+from geobench.eval.results import (
     METRICS_COLUMNS,
     SCHEMA,
     read_metrics,
@@ -16,7 +17,6 @@ from geobench.results import (
     write_metrics,
     write_results,
 )
-from geobench.retrieval import CSR
 
 
 def unit(x):
@@ -154,7 +154,7 @@ def test_failed_write_leaves_nothing(tmp_path, arrays, monkeypatch):
     with pytest.raises(TypeError):  # fails half-way through writing results.h5
         write_results(tmp_path / "o", res, Provenance(), descriptors=(q, object()))
     assert list((tmp_path / "o").iterdir()) == []
-    import geobench.results as results
+    import geobench.eval.results as results
 
     def boom(*a, **k):
         raise OSError("disk full")

@@ -25,7 +25,7 @@ STAGE = "eval"
 
 def make_data(nq: int, nr: int, dim: int, seed: int = 0, noise: float = 1.2):
     """Unit descriptors; query i's positive is reference i (a noisy copy of it)."""
-    from geobench.retrieval import CSR
+    from geobench.eval.csr import CSR
 
     rng = np.random.default_rng(seed)
     r = rng.standard_normal((nr, dim), dtype=np.float32)
@@ -41,7 +41,7 @@ def make_data(nq: int, nr: int, dim: int, seed: int = 0, noise: float = 1.2):
 
 
 def _evaluate(q, r, positives, memory: int):
-    from geobench.evaluation import EvalOptions, evaluate
+    from geobench.eval.evaluate import EvalOptions, evaluate
 
     return evaluate(q, r, positives, "vigor_same", EvalOptions(memory_bytes=memory))
 
@@ -91,7 +91,7 @@ def _time_case(name: str, nq: int, nr: int, dim: int, memory: int, slab: int | N
 
 
 def _exactness(quick: bool) -> dict:
-    from geobench.retrieval import SearchOptions, search
+    from geobench.eval.search import SearchOptions, search
 
     nq, nr, dim = (300, 3000, 64) if quick else (1000, 20000, 128)
     q, r, positives = make_data(nq, nr, dim, seed=1)

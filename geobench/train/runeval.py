@@ -4,7 +4,7 @@
 the model recorded in the run's checkpoint, embeds the split's queries and references
 (batched, no grad), caches the descriptors in RUN/eval/<dataset>-<split>/features.h5
 (the features-file contract; reused while the checkpoint and dataset hashes match) and
-hands the file to `geobench.evaluation.evaluate_features`. Training calls
+hands the file to `geobench.eval.evaluate.evaluate_features`. Training calls
 `evaluate_model` for its periodic evaluation (in memory, nothing written).
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ def pick_eval_split(prepared: Prepared, wanted: str | None) -> str | None:
 
 def default_protocol(prepared: Prepared) -> str:
     """The manifest's protocol, else the catalog's default for the dataset, else `pairs`."""
-    from geobench.protocols import protocol_names
+    from geobench.eval.protocols import protocol_names
 
     named = prepared.manifest.get("protocol") or prepared.manifest.get("parameters", {}).get("protocol")
     if named in protocol_names():
@@ -75,14 +75,14 @@ def _forced_view(prepared: Prepared, split: str, role: str, card_view: str,
 class EmbeddedSets:
     query: Any       # (Nq, D) float32
     reference: Any   # (Nr, D) float32
-    sets: Any        # geobench.protocols.EvalSets
+    sets: Any        # geobench.eval.protocols.EvalSets
     protocol: str
 
 
 def embed_sets(model: Any, prepared: Prepared, split: str, protocol: str | None = None, *,
                batch_size: int = 32, device: Any = "cpu", workers: int = 0, ctx: Any = None,
                amp: bool = False) -> EmbeddedSets:
-    from geobench.protocols import eval_sets, get_protocol
+    from geobench.eval.protocols import eval_sets, get_protocol
     from geobench.train.embed import embed_paths
 
     proto = get_protocol(protocol or default_protocol(prepared))
@@ -108,7 +108,7 @@ def evaluate_model(model: Any, prepared: Prepared, split: str, protocol: str | N
                    batch_size: int = 32, device: Any = "cpu", workers: int = 0, ctx: Any = None,
                    amp: bool = False) -> dict[str, Any]:
     """The protocol's metrics for `model` on a split (rank 0; other ranks get {})."""
-    from geobench.evaluation import evaluate
+    from geobench.eval.evaluate import evaluate
 
     emb = embed_sets(model, prepared, split, protocol, batch_size=batch_size, device=device,
                      workers=workers, ctx=ctx, amp=amp)
@@ -153,14 +153,14 @@ def load_run_model(checkpoint_path: str | Path, device: Any = "cpu") -> tuple[An
 def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options: Any = None, *,
                  checkpoint: str = "last", out: str | Path | None = None, batch_size: int = 32,
                  device: str = "cpu", workers: int = 0) -> Any:
-    """`geobench eval RUN --data DS --split S` -> geobench.evaluation.EvalSummary.
+    """`geobench eval RUN --data DS --split S` -> geobench.eval.evaluate.EvalSummary.
 
     checkpoint: "last" (RUN/checkpoint.pt), "best" (RUN/best.pt) or a path.
     """
     from dataclasses import replace
 
-    from geobench.evaluation import EvalOptions, Provenance, evaluate_features
-    from geobench.features import write_features
+    from geobench.eval.evaluate import EvalOptions, Provenance, evaluate_features
+    from geobench.eval.features import write_features
     from geobench.fileio import sha256_file
     from geobench.prepared import read_prepared
     from geobench.train.checkpoint import BEST, LAST

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from geobench.errors import DataError, UnknownNameError
-
-if TYPE_CHECKING:
-    from geobench.retrieval import CSR
+from geobench.eval.csr import CSR
 
 ONE_PERCENT_RULES = {
     "floor": "K = floor(Nr/100) (SAFA, DSM, TransGeo, Sample4Geo)",
@@ -128,10 +126,8 @@ def eval_sets(prepared: Any, split: str, protocol: str | Protocol, *,
     `query_view` / `reference_view` override the protocol's preferred views (a polar
     model passes reference_view="polar", a limited-FoV one query_view="perspective").
     The RUN mode of `geobench eval` embeds `queries` and `references` (in this order)
-    and passes the descriptors with these links to `geobench.evaluation.evaluate`.
+    and passes the descriptors with these links to `geobench.eval.evaluate.evaluate`.
     """
-    from geobench.retrieval import CSR
-
     proto = get_protocol(protocol)
     index = prepared.index
     split_rows = index[index["split"] == split]

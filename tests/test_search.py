@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from geobench.errors import DataError, UsageError
-from geobench.retrieval import CSR, SearchOptions, plan_blocks, search
+from geobench.eval.search import CSR, SearchOptions, plan_blocks, search
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -145,7 +145,7 @@ def test_bad_arguments_raise_usage_errors():
 
 @pytest.mark.parametrize("dim", [13, 37, 64, 255])
 def test_canonical_pair_scores_do_not_depend_on_position(dim):
-    from geobench.retrieval import pair_scores
+    from geobench.eval.search import pair_scores
 
     rng = np.random.default_rng(dim)
     q = rng.standard_normal((3, dim)).astype(np.float32)

@@ -20,7 +20,7 @@ def plot_curves(table: pd.DataFrame, out_png: str | Path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.ticker import ScalarFormatter
 
-    from geobench.results import RESULTS_FILE, read_results
+    from geobench.eval.results import RESULTS_FILE, read_results
 
     runs = table[table["kind"] == "run"] if "kind" in table.columns else table
     curves: dict[tuple[str, str], list] = {}

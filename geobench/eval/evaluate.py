@@ -1,22 +1,30 @@
 """Evaluation entry points: descriptors + ground truth + protocol -> metrics and files.
 
 `evaluate` is the array-level API (the training engine calls it after embedding a split,
-see `geobench.protocols.eval_sets`); `evaluate_features` reads a features file, evaluates
+see `geobench.eval.protocols.eval_sets`); `evaluate_features` reads a features file, evaluates
 it and writes results.h5 + metrics.csv.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from geobench import metrics as M
 from geobench.errors import UsageError
-from geobench.protocols import Protocol, get_protocol, one_percent_k
-from geobench.retrieval import CSR, BlockPlan, SearchOptions, pair_scores, search
+from geobench.eval import metrics as M
+from geobench.eval.csr import CSR
+from geobench.eval.features import read_features
+from geobench.eval.plan import SearchOptions, pair_scores
+from geobench.eval.protocols import Protocol, get_protocol, one_percent_k
+from geobench.eval.records import EvalResult, Provenance
+from geobench.eval.results import write_results
+from geobench.eval.search import search
+from geobench.fileio import sha256_file
+
+__all__ = ["BASE_KS", "EvalOptions", "EvalResult", "EvalSummary", "Provenance", "evaluate",
+           "evaluate_features", "parse_ks", "parse_memory"]
 
 BASE_KS = (1, 5, 10)
 
@@ -39,38 +47,6 @@ class EvalOptions:
     def search_options(self) -> SearchOptions:
         return SearchOptions(self.memory_bytes, self.backend, self.device,
                              self.block_queries, self.block_references)
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where an evaluation's numbers come from; stored with every result."""
-
-    run: str = ""
-    dataset: str = ""
-    split: str = ""
-    model: str = ""
-    checkpoint_sha256: str = ""
-    dataset_sha256: str = ""
-    features_sha256: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class EvalResult:
-    protocol: Protocol
-    n_query: int
-    n_reference: int
-    ranks: np.ndarray
-    k_one_percent: int
-    curve_k: np.ndarray
-    curve_recall: np.ndarray
-    metrics: dict[str, float]
-    per_query: dict[str, np.ndarray]
-    topk_indices: np.ndarray
-    topk_scores: np.ndarray
-    plan: BlockPlan
-    seconds: float
-    notes: list[str] = field(default_factory=list)
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -199,10 +175,6 @@ def evaluate_features(features_h5: str | Path, out_dir: str | Path,
                       options: EvalOptions = EvalOptions(),
                       provenance: Provenance | None = None) -> EvalSummary:
     """`geobench eval --features F.h5 --out DIR`: read, evaluate, write results.h5 + metrics.csv."""
-    from geobench.features import read_features
-    from geobench.fileio import sha256_file
-    from geobench.results import write_results
-
     feats = read_features(features_h5, normalise=options.normalise)
     protocol = options.protocol or str(feats.attrs.get("protocol") or "pairs")
     result = evaluate(feats.query, feats.reference, feats.positives, protocol, options,

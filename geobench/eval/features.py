@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from geobench.errors import DataError, SchemaError
+from geobench.eval.csr import CSR
 from geobench.fileio import atomic_path
-from geobench.retrieval import CSR
 
 SCHEMA = "geobench.features/1"
 QUERY, REFERENCE = "/query/descriptors", "/reference/descriptors"

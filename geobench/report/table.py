@@ -33,7 +33,7 @@ def collect(paths: Sequence[str | Path]) -> pd.DataFrame:
     row per (run, dataset, split, protocol); the most recently written file wins."""
     import pandas as pd
 
-    from geobench.results import read_metrics
+    from geobench.eval.results import read_metrics
 
     files: list[Path] = []
     for p in map(Path, paths or ["."]):
@@ -212,7 +212,7 @@ class CheckResult:
 def check_table(current: pd.DataFrame, baseline: str | Path, tolerance: float) -> CheckResult:
     """Compare against a baseline CSV (metrics.csv rows or `report --format csv`):
     fail when a metric drops by more than `tolerance` points or a baseline row is gone."""
-    from geobench.results import read_metrics
+    from geobench.eval.results import read_metrics
 
     if tolerance < 0:
         raise UsageError(f"--tolerance must be >= 0 points, got {tolerance}")
@@ -253,6 +253,6 @@ def check_table(current: pd.DataFrame, baseline: str | Path, tolerance: float) -
 def plot_curves(table: pd.DataFrame, out_png: str | Path) -> Path:
     """Recall@K curves (log K) from the results.h5 beside each run's metrics.csv, one
     panel per (dataset, protocol), one line per run; paper R@1/5/10 as markers."""
-    from geobench.report_plot import plot_curves as _plot
+    from geobench.report.plot import plot_curves as _plot
 
     return _plot(table, out_png)

@@ -1,4 +1,4 @@
-"""Per-block work of `geobench.retrieval.search`: one product, then cheap passes.
+"""Per-block work of `geobench.eval.search.search`: one product, then cheap passes.
 
 Two engines share one driver: numpy (BLAS product, comparison passes into reused
 buffers, threshold-filtered top-K) for the CPU, and torch for a GPU (product, counts and
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from geobench.retrieval import BlockPlan, pair_scores
+from geobench.eval.plan import BlockPlan, pair_scores
 
 
 class NumpyEngine:

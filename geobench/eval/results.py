@@ -1,4 +1,4 @@
-"""results.h5 and metrics.csv (DESIGN.md "Results"): atomic writers, validating readers.
+"""results.h5 and metrics.csv: atomic writers, validating readers.
 
 results.h5: /ranks (Nq,) int64 (references strictly more similar than the best
 positive; n_reference marks a query without positives), /curve/k and /curve/recall
@@ -27,7 +27,7 @@ from geobench.fileio import atomic_open, atomic_path
 if TYPE_CHECKING:
     import pandas as pd
 
-    from geobench.evaluation import EvalResult, Provenance
+    from geobench.eval.records import EvalResult, Provenance
 
 SCHEMA = "geobench.results/1"
 RESULTS_FILE, METRICS_FILE = "results.h5", "metrics.csv"
