@@ -31,8 +31,10 @@ app = typer.Typer(
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Silence progress bars.")]
 
 
-def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a command whose GeobenchErrors become one-line messages and exit codes."""
+def command(*args: Any, group: typer.Typer | None = None,
+            **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a command (on `app`, or on a sub-command `group`) whose GeobenchErrors
+    become one-line messages and exit codes."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
@@ -48,7 +50,7 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
                            "discarded; re-run the same command to continue", err=True)
                 raise typer.Exit(130) from None
 
-        return app.command(*args, **kwargs)(wrapper)
+        return (group or app).command(*args, **kwargs)(wrapper)
 
     return decorate
 
@@ -472,6 +474,8 @@ def report_cmd(
     paper: Annotated[Optional[str], typer.Option(help="Add published rows for a dataset.")] = None,
     check: Annotated[Optional[Path], typer.Option(help="Baseline metrics CSV to compare.")] = None,
     tolerance: Annotated[float, typer.Option(help="Allowed drop in points.")] = 1.0,
+    html: Annotated[Optional[Path], typer.Option(
+        help="Write a self-contained HTML report (table, curves, examples, provenance).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Collect metrics.csv files into tables and curves; check against a baseline."""
@@ -493,10 +497,14 @@ def report_cmd(
     if paper:
         rows = pd.concat([rows, paper_rows(paper)], ignore_index=True, sort=False)
     rows = sort_rows(rows, sort)
-    if table or (plot is None and check is None):
+    if table or (plot is None and check is None and html is None):
         typer.echo(render(rows, format), nl=False)
     if plot is not None:
         typer.echo(f"wrote {plot_curves(rows, plot)}", err=True)
+    if html is not None:
+        from geobench.report.html import write_html
+
+        typer.echo(f"wrote {write_html(rows, html)}", err=True)
     if check is not None:
         result = check_table(rows, check, tolerance)
         typer.echo("\n".join(result.lines))
@@ -611,6 +619,9 @@ def demo_cmd(
     typer.echo(f"results: {summary.metrics_csv}")
     typer.echo("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary.stage_seconds.items())
                + f"; total {summary.seconds:.0f} s")
+
+
+from geobench.viz import cli as _viz_cli  # noqa: E402,F401  (registers `geobench viz`)
 
 
 def main() -> None:

@@ -186,7 +186,8 @@ def evaluate_features(features_h5: str | Path, out_dir: str | Path,
         dataset=str(attrs.get("dataset", "")), split=str(attrs.get("split", "")),
         model=str(attrs.get("model", "")),
         checkpoint_sha256=str(attrs.get("checkpoint_sha256", "")),
-        dataset_sha256=str(attrs.get("dataset_sha256", "")))
+        dataset_sha256=str(attrs.get("dataset_sha256", "")),
+        extra={"data": str(attrs["data"])} if attrs.get("data") else {})
     prov = replace(prov, features_sha256=sha256_file(features_h5))
     descriptors = (feats.query, feats.reference) if options.save_descriptors else None
     results_path, metrics_path = write_results(

@@ -18,7 +18,7 @@ def plot_curves(table: pd.DataFrame, out_png: str | Path) -> Path:
     cut-off marked; paper rows of the table as markers at K = 1, 5, 10."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     from geobench.eval.results import RESULTS_FILE, read_results
 
@@ -55,6 +55,7 @@ def plot_curves(table: pd.DataFrame, out_png: str | Path) -> Path:
                     label=str(prow["run"]))
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())  # no 2×10⁰ labels between decades
         ax.set_xlabel("K (log scale)")
         ax.set_ylabel("Recall@K (%)")
         ax.set_ylim(0, 100.5)

@@ -151,15 +151,20 @@ def _header(col: str) -> str:
     return _HEADERS.get(col, col.replace("r@", "R@") if col.startswith("r@") else col)
 
 
+def text_cells(table: pd.DataFrame) -> tuple[list[str], list[str], list[list[str]]]:
+    """(columns, headers, cells) of the displayed table: one formatting for every output."""
+    cols = display_columns(table)
+    cells = [[_cell(row, c) for c in cols] for _, row in table.iterrows()]
+    return cols, [_header(c) for c in cols], cells
+
+
 def render(table: pd.DataFrame, fmt: str = "rich", width: int = 160) -> str:
     """The table as text: a rich table, Markdown, CSV (raw numbers) or LaTeX."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     if fmt == "csv":
         return table.to_csv(index=False, float_format="%.6g", lineterminator="\n")
-    cols = display_columns(table)
-    cells = [[_cell(row, c) for c in cols] for _, row in table.iterrows()]
-    headers = [_header(c) for c in cols]
+    cols, headers, cells = text_cells(table)
     if fmt == "md":
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in cols) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]

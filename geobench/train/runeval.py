@@ -196,5 +196,6 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
     prov = Provenance(run=attrs["run"], dataset=name, split=split, model=state["model"],
                       checkpoint_sha256=attrs["checkpoint_sha256"],
                       dataset_sha256=attrs["dataset_sha256"],
-                      extra={"checkpoint": str(path), "step": int(state["step"])})
+                      extra={"checkpoint": str(path.resolve()), "step": int(state["step"]),
+                             "data": str(Path(data).resolve())})
     return evaluate_features(features, out_dir, replace(options, protocol=protocol), prov)
