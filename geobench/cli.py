@@ -390,6 +390,8 @@ def train_cmd(
     weights: Annotated[Optional[Path], typer.Option(help="Local backbone weights file.")] = None,
     preset: Annotated[Optional[str], typer.Option(help="Model preset, e.g. tiny.")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Evaluate every N epochs.")] = None,
+    tensorboard: Annotated[bool, typer.Option(
+        help="Also log to RUN/tensorboard/ (needs pip install 'geobench-cvgl[tb]').")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a registered model on a prepared dataset."""
@@ -398,7 +400,7 @@ def train_cmd(
     summary = run_train(model, data, out, config=config, resume=resume, preset=preset, cli=dict(
         epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, device=device, amp=amp,
         workers=workers, seed=seed, weights=str(weights) if weights else None,
-        eval_every=eval_every))
+        eval_every=eval_every, tensorboard=tensorboard or None))
     if summary is None:  # a non-zero rank of a torchrun job: rank 0 reports
         return
     rows = [[k, v] for k, v in summary_rows(summary)]
@@ -616,6 +618,8 @@ def demo_cmd(
     print_table(f"synthetic world, test split ({test_pairs} queries)",
                 ["", "R@1", "R@5", "R@10", "R@1%"], rows)
     typer.echo(f"recall@K curve: {summary.curve_png}")
+    typer.echo(f"retrieval examples: {summary.examples_png}")
+    typer.echo(f"HTML report: {summary.report_html}")
     typer.echo(f"results: {summary.metrics_csv}")
     typer.echo("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary.stage_seconds.items())
                + f"; total {summary.seconds:.0f} s")

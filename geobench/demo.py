@@ -43,6 +43,8 @@ class DemoSummary:
     metrics_csv: Path
     seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    examples_png: Path | None = None
+    report_html: Path | None = None
 
 
 def _world(options: DemoOptions) -> dict[str, Any]:
@@ -112,6 +114,15 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     curve = plot_curves(table, out / "recall_curve.png")
     times["evaluate trained"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    from geobench.report.html import write_html
+    from geobench.viz.examples import load_examples, render_examples
+
+    examples, _ = render_examples(load_examples(after.results_path, queries=6, k=5),
+                                  out / "examples.png")
+    report = write_html(table, out / "report.html", title="geobench demo")
+    times["figures"] = time.perf_counter() - t
+
     n_ref = after.result.n_reference
     chance = {"r@1": 100 / n_ref, "r@5": 500 / n_ref, "r@10": 1000 / n_ref,
               "r@1%": 100 * after.result.k_one_percent / n_ref}
@@ -122,7 +133,7 @@ def run_demo(options: DemoOptions) -> DemoSummary:
                                                                      for k in METRICS}},
     ]
     summary = DemoSummary(data, run, rows, curve, after.metrics_path,
-                          time.perf_counter() - t0, times)
+                          time.perf_counter() - t0, times, examples, report)
     from geobench.fileio import write_json
 
     write_json(out / "demo_summary.json", {**asdict(summary), "options": asdict(options),

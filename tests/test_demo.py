@@ -20,6 +20,12 @@ def test_demo_runs_end_to_end_and_reuses_its_world(invoke, tmp_path):
     assert chance["r@1"] == 10.0 and chance["r@10"] == 100.0
     assert 0 <= trained["r@1"] <= 100
     assert (out / "run" / "eval" / "synthetic-cvusa-test" / "metrics.csv").is_file()
+    import cv2
+
+    grid = cv2.imread(str(out / "examples.png"))
+    assert grid is not None and grid.shape[0] > 400  # six query rows
+    html = (out / "report.html").read_text()
+    assert "geobench demo" in html and html.count("data:image/png;base64,") >= 2
 
     world = (out / "data" / "index.csv").stat().st_mtime_ns
     again = invoke(*args)

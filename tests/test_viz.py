@@ -201,3 +201,30 @@ def test_html_report_in_a_headless_browser(evaluated, invoke, tmp_path):
     dom = subprocess.run([*flags, "--dump-dom", out.as_uri()], check=True, capture_output=True,
                          text=True, timeout=120).stdout
     assert "Recall@K curves" in dom and "R@1%" in dom and "handmade" in dom
+
+
+def test_training_logs_to_tensorboard(invoke, tmp_path):
+    """--tensorboard mirrors log.csv: per-step loss/lr, per-epoch recall, an examples figure."""
+    pytest.importorskip("tensorboard", reason="tensorboard is in the [test] and [tb] extras")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests._train_world import register_test_model
+
+    name = register_test_model()
+    world = write_world(tmp_path / "w", n_train=12, n_test=6)
+    run = tmp_path / "run"
+    res = invoke("train", name, "--data", world, "--out", run, "--epochs", "2", "--workers", "0",
+                 "--eval-every", "1", "--tensorboard", "--quiet")
+    assert res.exit_code == 0, res.output
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    assert {"train/loss_step", "train/lr", "epoch/loss", "eval/r@1"} <= set(tags["scalars"])
+    import csv
+
+    log = list(csv.DictReader((run / "log.csv").open()))
+    assert [e.step for e in events.Scalars("eval/r@1")] == [int(r["step"]) for r in log]
+    assert [round(e.value, 4) for e in events.Scalars("eval/r@1")] == [round(float(r["r@1"]), 4)
+                                                                       for r in log]
+    assert len(events.Scalars("train/loss_step")) == int(log[-1]["step"])
+    assert "eval/retrieval_examples" in tags["images"]
+    assert len(events.Images("eval/retrieval_examples")) == 2

@@ -77,6 +77,7 @@ class TrainConfig:
     hflip_p: float = 0.5
     rotate_p: float = 0.0
     checkpoint_every: int = 0
+    tensorboard: bool = False
     resume: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 

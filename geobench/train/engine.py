@@ -146,6 +146,11 @@ class _Run:
                                "total_steps": self.total, "world_size": ctx.world_size,
                                "n_pairs": len(pairs), "n_locations": pairs.n_locations,
                                "views": [pairs.query.model_view, pairs.reference.model_view]})
+        self.tb = None
+        if cfg.tensorboard and ctx.is_main:
+            from geobench.train.tensorboard import TensorBoardLog
+
+            self.tb = TensorBoardLog(self.run)
 
     # --- checkpoints -----------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
@@ -239,10 +244,13 @@ class _Run:
         split = pick_eval_split(self.prepared, self.cfg.eval_split)
         if split is None:
             return {}
+        details: dict[str, Any] | None = {} if self.tb else None
         result = evaluate_model(self.model, self.prepared, split, self.cfg.eval_protocol,
                                 batch_size=self.cfg.eval_batch_size,
                                 device=self.device, workers=self.cfg.workers, ctx=self.ctx,
-                                amp=self.amp)
+                                amp=self.amp, details=details)
+        if self.tb and details:
+            self.tb.examples(self.step, details, self.prepared, split)
         return {"eval_split": split, **result}
 
     # --- the loop -------------------------------------------------------------------------
@@ -280,6 +288,8 @@ class _Run:
                         self._save()
                     if on_step is not None:
                         on_step(StepInfo(self.step, epoch, losses[-1], lr))
+                    if self.tb:
+                        self.tb.step(self.step, losses[-1], lr)
                 del batches
                 seconds = time.perf_counter() - t_epoch
                 total_wait, total_time = total_wait + wait, total_time + seconds
@@ -289,6 +299,10 @@ class _Run:
                 self._save(best=improved)
                 if self.ctx.is_main:
                     write_log(self.run, self.log)
+                if self.tb:
+                    self.tb.epoch(self.log[-1])
+        if self.tb:
+            self.tb.close()
         return TrainSummary(
             run_dir=self.run, model=self.cfg.model, steps=self.step, epochs=self.step / self.spe,
             final_loss=last_loss, checkpoint=self.last_path,

@@ -106,8 +106,9 @@ def embed_sets(model: Any, prepared: Prepared, split: str, protocol: str | None 
 
 def evaluate_model(model: Any, prepared: Prepared, split: str, protocol: str | None = None, *,
                    batch_size: int = 32, device: Any = "cpu", workers: int = 0, ctx: Any = None,
-                   amp: bool = False) -> dict[str, Any]:
-    """The protocol's metrics for `model` on a split (rank 0; other ranks get {})."""
+                   amp: bool = False, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The protocol's metrics for `model` on a split (rank 0; other ranks get {}).
+    `details`, when given, receives the EvalResult and the EvalSets (for figures)."""
     from geobench.eval.evaluate import evaluate
 
     emb = embed_sets(model, prepared, split, protocol, batch_size=batch_size, device=device,
@@ -118,6 +119,8 @@ def evaluate_model(model: Any, prepared: Prepared, split: str, protocol: str | N
     result = evaluate(emb.query, emb.reference, s.positives, emb.protocol,
                       semi_positives=s.semi_positives, query_latlon=s.query_latlon,
                       reference_latlon=s.reference_latlon)
+    if details is not None:
+        details.update(result=result, sets=s)
     return {"protocol": emb.protocol, **result.metrics}
 
 

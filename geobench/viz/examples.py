@@ -100,44 +100,57 @@ def load_examples(results: str | Path, data: str | Path | None = None, *, querie
                   query_uids: list[str] | None = None, k: int = 5, select: str = "worst",
                   seed: int = 0) -> Examples:
     """The rows of an examples figure, read from results.h5 and the prepared dataset."""
-    from geobench.eval.metrics import great_circle_m
     from geobench.eval.results import read_results
     from geobench.prepared import read_prepared
 
     path = results_file(results)
     stored = read_results(path)
     nq, nr = len(stored.ranks), int(stored.attrs.get("n_reference", 0))
-    if k < 1:
-        raise UsageError(f"--k {k}: show at least one reference")
     if k > stored.topk_indices.shape[1]:
         raise UsageError(f"--k {k}: {path} stores only the top {stored.topk_indices.shape[1]}; "
                          f"re-run `geobench eval --save-topk {k}` or pass a smaller --k")
     qids, rids = _uids(path, "query/uids", nq), _uids(path, "reference/uids", nr)
-    ds = dataset_of(stored.attrs, data, path)
-    prepared = read_prepared(ds)
+    prepared = read_prepared(dataset_of(stored.attrs, data, path))
+    title = " · ".join(str(stored.attrs.get(a)) for a in ("model", "dataset", "split", "protocol")
+                       if stored.attrs.get(a))
+    return examples_from(stored.ranks, stored.topk_indices, stored.topk_scores, qids, rids,
+                         prepared, str(stored.attrs.get("split", "")), queries=queries,
+                         query_uids=query_uids, k=k, select=select, seed=seed,
+                         title=title or path.parent.name, where=path)
+
+
+def examples_from(ranks: np.ndarray, topk_indices: np.ndarray, topk_scores: np.ndarray,
+                  qids: list[str], rids: list[str], prepared: Any, split: str, *,
+                  queries: int = 8, query_uids: list[str] | None = None, k: int = 5,
+                  select: str = "worst", seed: int = 0, title: str = "",
+                  where: Path | str = "the results") -> Examples:
+    """Example rows from ranks and top-K (in memory: `eval` results or a training run's
+    periodic evaluation) and the prepared dataset they index."""
+    from geobench.eval.metrics import great_circle_m
+
+    if k < 1:
+        raise UsageError(f"--k {k}: show at least one reference")
     index = prepared.index.set_index("uid", drop=False)
     abs_paths = dict(zip(prepared.index["uid"], prepared.paths(), strict=True))
-    split = str(stored.attrs.get("split", ""))
     links = prepared.positives
     if split:
         links = links[links["split"] == split]
     truth = {(q, r): kind for q, r, kind in zip(links["query"], links["reference"], links["kind"],
                                                  strict=True)}
     if query_uids:
-        where = {u: i for i, u in enumerate(qids)}
-        unknown = [u for u in query_uids if u not in where]
+        position = {u: i for i, u in enumerate(qids)}
+        unknown = [u for u in query_uids if u not in position]
         if unknown:
-            raise UsageError(f"--query {unknown[0]}: not a query of {path}; pick uids from "
+            raise UsageError(f"--query {unknown[0]}: not a query of {where}; pick uids from "
                              f"the dataset's index.csv ({split or 'its'} split)")
-        chosen = np.asarray([where[u] for u in query_uids])
+        chosen = np.asarray([position[u] for u in query_uids])
     else:
-        chosen = _select(stored.ranks, nr, select, queries, seed)
+        chosen = _select(np.asarray(ranks), len(rids), select, queries, seed)
     aerial_of = _aerial_sources(prepared.index)
 
     def tile(uid: str, label: str, kind: str) -> Tile:
-        polar = uid in aerial_of
         shown = aerial_of.get(uid, uid)
-        return Tile(uid, abs_paths.get(shown), label, kind, polar)
+        return Tile(uid, abs_paths.get(shown), label, kind, uid in aerial_of)
 
     def latlon(uid: str) -> tuple[float, float] | None:
         if uid not in index.index:
@@ -148,17 +161,17 @@ def load_examples(results: str | Path, data: str | Path | None = None, *, querie
     rows = []
     for qi in chosen:
         q = qids[qi]
-        rank = int(stored.ranks[qi])
+        rank = int(ranks[qi])
         row = ExampleRow(tile(q, f"query {q}\nbest positive at rank {rank + 1}", "query"), rank)
         q_ll = latlon(q)
-        for j in range(k):
-            ri = int(stored.topk_indices[qi, j])
+        for j in range(min(k, topk_indices.shape[1])):
+            ri = int(topk_indices[qi, j])
             if ri < 0:
                 break
             r = rids[ri]
             kind = {"positive": "positive", "semi_positive": "semi_positive",
                     "train_positive": "positive"}.get(truth.get((q, r), ""), "negative")
-            text = f"#{j + 1}  {float(stored.topk_scores[qi, j]):.3f}"
+            text = f"#{j + 1}  {float(topk_scores[qi, j]):.3f}"
             r_ll = latlon(r)
             if q_ll and r_ll:
                 d = great_circle_m(np.array([q_ll[0]]), np.array([q_ll[1]]),
@@ -166,9 +179,7 @@ def load_examples(results: str | Path, data: str | Path | None = None, *, querie
                 text += f"\n{d:,.0f} m"
             row.references.append(tile(r, text, kind))
         rows.append(row)
-    title = " · ".join(str(stored.attrs.get(a)) for a in ("model", "dataset", "split", "protocol")
-                       if stored.attrs.get(a))
-    return Examples(rows, title or path.parent.name, ds)
+    return Examples(rows, title, prepared.root)
 
 
 def _aerial_sources(index: Any) -> dict[str, str]:
@@ -201,12 +212,19 @@ def _image(t: Tile, height: int, polar_strip: bool) -> np.ndarray | None:
 
 def render_examples(examples: Examples, out: str | Path, fmt: str | None = None, *,
                     polar_strip: bool = False, tile_px: int = TILE_PX) -> tuple[Path, list]:
-    """Draw the grid; returns the file and, per row, the pixel boxes (x0, y0, x1, y1) of
-    its tiles in the saved raster (top-left origin) with their kinds, for checks."""
-    from matplotlib import rc_context
-
+    """Draw the grid into `out`; returns the file and, per row, the pixel boxes
+    (x0, y0, x1, y1) of its tiles in the saved raster (top-left origin) with their kinds."""
     out = Path(out)
     fmt = F.output_format(out, fmt)
+    fig, boxes = examples_figure(examples, polar_strip=polar_strip, tile_px=tile_px)
+    return F.save(fig, out, fmt), boxes
+
+
+def examples_figure(examples: Examples, *, polar_strip: bool = False,
+                    tile_px: int = TILE_PX) -> tuple[Any, list]:
+    """The grid as a matplotlib Figure, and the pixel boxes of its tiles."""
+    from matplotlib import rc_context
+
     if not examples.rows:
         raise DataError("no query with a positive to show; check the results' split")
     frame_px = max(3, tile_px // 25)
@@ -256,4 +274,4 @@ def render_examples(examples: Examples, out: str | Path, fmt: str | None = None,
             row_boxes.append(((int(round(min(x0, x1))), int(round(height - max(y0, y1))),
                                int(round(max(x0, x1))), int(round(height - min(y0, y1)))), kind))
         pixel_boxes.append(row_boxes)
-    return F.save(fig, out, fmt), pixel_boxes
+    return fig, pixel_boxes
