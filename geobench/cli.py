@@ -392,6 +392,9 @@ def train_cmd(
     eval_every: Annotated[Optional[int], typer.Option(help="Evaluate every N epochs.")] = None,
     tensorboard: Annotated[bool, typer.Option(
         help="Also log to RUN/tensorboard/ (needs pip install 'geobench-cvgl[tb]').")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="KEY=VALUE config override, repeatable; KEY is a dotted path, VALUE YAML, "
+        "e.g. --set model_args.attention=cbam --set loss_args.gamma=5.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a registered model on a prepared dataset."""
@@ -400,7 +403,8 @@ def train_cmd(
     summary = run_train(model, data, out, config=config, resume=resume, preset=preset, cli=dict(
         epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, device=device, amp=amp,
         workers=workers, seed=seed, weights=str(weights) if weights else None,
-        eval_every=eval_every, tensorboard=tensorboard or None))
+        eval_every=eval_every, tensorboard=tensorboard or None), sets=set_,
+        warn=lambda line: typer.echo(f"warning: {one_line(line)}", err=True))
     if summary is None:  # a non-zero rank of a torchrun job: rank 0 reports
         return
     rows = [[k, v] for k, v in summary_rows(summary)]

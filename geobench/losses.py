@@ -140,20 +140,25 @@ class MultiSimilarity(nn.Module):
     """Multi-Similarity loss with its miner (MixVPR / SALAD VPR training).
 
     The 2B descriptors of the batch form one set labelled by pair, so each image has
-    its partner as the one positive and every other image as a negative. With
-    `epsilon`, the miner keeps negatives with s + eps > the anchor's weakest positive and
-    positives with s - eps < its strongest negative.
+    its partner as the one positive and every other image as a negative; with `labels`
+    (B,) place ids (places x images batches, MixVPR) every image of the same place is a
+    positive. With `epsilon`, the miner keeps negatives with s + eps > the anchor's
+    weakest positive and positives with s - eps < its strongest negative; None mines nothing.
     """
+
+    takes_labels = True
 
     def __init__(self, alpha: float = 1.0, beta: float = 50.0, base: float = 0.0,
                  epsilon: float | None = 0.1) -> None:
         super().__init__()
         self.alpha, self.beta, self.base, self.epsilon = float(alpha), float(beta), float(base), epsilon
 
-    def forward(self, q: Tensor, r: Tensor) -> Tensor:
+    def forward(self, q: Tensor, r: Tensor, labels: Tensor | None = None) -> Tensor:
         _check_pairs(q, r)
         x = torch.cat([_full(q), _full(r)])
-        labels = torch.arange(q.shape[0], device=q.device).repeat(2)
+        if labels is None:
+            labels = torch.arange(q.shape[0], device=q.device)
+        labels = labels.to(q.device).repeat(2)
         sim = x @ x.T
         same = labels[:, None] == labels[None, :]
         eye = torch.eye(len(x), dtype=torch.bool, device=x.device)
@@ -173,7 +178,7 @@ class MultiSimilarity(nn.Module):
 
 
 @LOSSES.register(LossCard("weighted soft-margin triplet, all 2B(B-1) in-batch triplets "
-                          "(SAFA, Seeds A/B)", {"gamma": 10.0}))
+                          "(SAFA, MC_GRA, ASA-VG)", {"gamma": 10.0}))
 def soft_margin_triplet(gamma: float = 10.0) -> nn.Module:
     return SoftMarginTriplet(gamma=gamma)
 

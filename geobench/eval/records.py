@@ -23,6 +23,11 @@ class Provenance:
     dataset_sha256: str = ""
     features_sha256: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Which ablation row (geobench.models.variant); empty for features of external models.
+    preset: str = ""
+    variant: str = ""
+    model_args: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)  # the run's starting weights record
 
 
 @dataclass

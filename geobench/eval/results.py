@@ -33,7 +33,8 @@ SCHEMA = "geobench.results/1"
 RESULTS_FILE, METRICS_FILE = "results.h5", "metrics.csv"
 METRICS_COLUMNS = ("run", "dataset", "split", "protocol", "model", "n_query", "n_reference",
                    "r@1", "r@5", "r@10", "r@1%", "k_1pct")
-TEXT_COLUMNS = ("run", "dataset", "split", "protocol", "model")
+TEXT_COLUMNS = ("run", "dataset", "split", "protocol", "model", "variant", "preset", "model_args",
+                "weights")
 _INT_COLUMNS = ("n_query", "n_reference", "k_1pct", "n_no_positive")
 _ATTR_TEXT = ("protocol", "one_percent_rule", "run", "dataset", "split", "model",
               "checkpoint_sha256", "dataset_sha256", "features_sha256", "created_at")
@@ -66,6 +67,10 @@ def metrics_row(result: EvalResult, provenance: Provenance) -> dict[str, Any]:
                            "split": provenance.split, "protocol": result.protocol.name,
                            "model": provenance.model, "n_query": result.n_query,
                            "n_reference": result.n_reference}
+    if provenance.variant:  # a geobench model: which ablation row, and how it was built
+        row.update(variant=provenance.variant, preset=provenance.preset,
+                   model_args=json.dumps(provenance.model_args, sort_keys=True),
+                   weights=_weights_text(provenance.weights))
     values = result.metrics
     for key in METRICS_COLUMNS[7:]:
         row[key] = values[key]
@@ -73,6 +78,15 @@ def metrics_row(result: EvalResult, provenance: Provenance) -> dict[str, Any]:
         if key not in row:
             row[key] = value
     return row
+
+
+def _weights_text(record: dict[str, Any]) -> str:
+    """A short label of the starting weights: name (and sha256 prefix) or '' when unknown."""
+    if not record:
+        return ""
+    name = str(record.get("name") or record.get("source") or "")
+    sha = str(record.get("sha256") or "")
+    return f"{name}@{sha[:12]}" if name and sha else name or json.dumps(record, sort_keys=True, default=str)
 
 
 def write_results(out_dir: str | Path, result: EvalResult, provenance: Provenance, *,
@@ -99,7 +113,10 @@ def write_results(out_dir: str | Path, result: EvalResult, provenance: Provenanc
              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "metrics": json.dumps(row, default=float),
              "plan": json.dumps(asdict(result.plan)), "seconds": float(result.seconds),
-             "extra": json.dumps(provenance.extra, default=str)}
+             "extra": json.dumps(provenance.extra, default=str),
+             "preset": provenance.preset, "variant": provenance.variant,
+             "model_args": json.dumps(provenance.model_args, sort_keys=True, default=str),
+             "weights": json.dumps(provenance.weights, sort_keys=True, default=str)}
     results_path, metrics_path = out / RESULTS_FILE, out / METRICS_FILE
     with atomic_path(results_path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs.update(attrs)

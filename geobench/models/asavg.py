@@ -40,13 +40,24 @@ class ASAVGModel(GeoModel):
         align_normalize: bool = True,
         n_crops: int | None = None,
         chunk: int = 256,
+        *,
+        sfe: bool = True,
+        asa: bool = True,
+        reference_aggregator: nn.Module | None = None,
+        query_map_width: int | None = None,
     ) -> None:
         super().__init__(card)
         self.backbone = backbone
-        self.sfe = SFE()
+        self.sfe = SFE() if sfe else None
         self.sfe_after_stage = sfe_after_stage
         self.asa = ASA(normalize=align_normalize)
         self.aggregator = aggregator
+        # asa=False (ablation): no alignment, the panorama map is aggregated whole (by its own
+        # head when the query's is size-fixed); scores are then plain inner products.
+        self.aligned = asa
+        self.pairwise = asa
+        self.reference_aggregator = reference_aggregator
+        self.query_map_width = query_map_width
         self.n_crops = n_crops
         self.chunk = chunk
 
@@ -59,7 +70,7 @@ class ASAVGModel(GeoModel):
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(self.backbone.num_stages):
             x = self.backbone.run_stage(i, x)
-            if i + 1 == self.sfe_after_stage:
+            if self.sfe is not None and i + 1 == self.sfe_after_stage:
                 x = self.sfe(x)
         return x
 
@@ -77,16 +88,26 @@ class ASAVGModel(GeoModel):
         return self._describe(crops).view(b, n, -1).mean(dim=1)
 
     def _query_width(self) -> int:
+        if self.query_map_width is not None:
+            return self.query_map_width
         return self.aggregator.in_w  # type: ignore[return-value]
+
+    def _whole_panorama(self, p: torch.Tensor) -> torch.Tensor:
+        head = self.reference_aggregator if self.reference_aggregator is not None else self.aggregator
+        return F.normalize(head(p).float(), dim=-1)
 
     # --- GeoModel contract --------------------------------------------------------------
     def encode(self, images: torch.Tensor, branch: str) -> torch.Tensor:
         f = self._features(images)
         if branch == "query":
             return self._describe(f)
+        if not self.aligned:
+            return self._whole_panorama(f)
         return self._panorama_descriptor(f, self._query_width())
 
     def forward(self, query_images: torch.Tensor, reference_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.aligned:
+            return super().forward(query_images, reference_images)
         fq = self.features(query_images, self.card.query_view)
         fp = self.features(reference_images, self.card.reference_view)
         aligned, _ = self.asa(fq, fp)
@@ -94,6 +115,9 @@ class ASAVGModel(GeoModel):
 
     def similarity_matrix(self, query_images: torch.Tensor, reference_images: torch.Tensor) -> torch.Tensor:
         """S[i, j] = <d(q_i), d(crop of p_j aligned to q_i)> for a training batch: (B, B)."""
+        if not self.aligned:
+            q, r = super().forward(query_images, reference_images)
+            return q @ r.T
         fq = self.features(query_images, self.card.query_view)
         fp = self.features(reference_images, self.card.reference_view)
         return self._aligned_scores(fq, fp, torch.arange(fp.shape[0], device=fp.device).expand(fq.shape[0], -1))
@@ -102,6 +126,9 @@ class ASAVGModel(GeoModel):
     def _aligned_scores(self, fq: torch.Tensor, fp: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """Scores of query i against panoramas cand[i] (Nq, K), each aligned to query i."""
         dq = self._describe(fq)
+        if not self.aligned:  # no alignment: the whole-panorama descriptors' inner products
+            dp = self._whole_panorama(fp)
+            return torch.stack([dp[cand[i]] @ dq[i] for i in range(fq.shape[0])])
         wq = fq.shape[-1]
         rows = []
         for i in range(fq.shape[0]):

@@ -13,6 +13,9 @@ from torch import nn
 from geobench.models.aggregators import check_feature_size
 from geobench.models.deform import deform_conv2d
 
+ATTENTIONS = ("mcgra", "cbam", "rga", "gsra", "maxpool", "none")
+MCGRA_BRANCHES = ("both", "context", "relation")
+
 
 def conv_bn(cin: int, cout: int, relu: bool = True, k: int = 1, bias: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias), nn.BatchNorm2d(cout)]
@@ -137,7 +140,8 @@ class MCGRA(nn.Module):
     (c) fusion (eq. 11-13): M = f1×1([U'; S]) -> 1 channel, A = σ(W2 ReLU(W1 M)) with 1×1
         conv + BN, F' = A ⊙ F.
     Paper-silent choices (reduction=8, context_channels=1, fuse_hidden=8, rel_ratio=8,
-    DCNv2, position_encoding=True) are arguments.
+    DCNv2, position_encoding=True) are arguments. branches="context" or "relation" keeps one
+    branch (ablation): the fusion conv then sees only that branch's channels.
     """
 
     def __init__(
@@ -153,44 +157,80 @@ class MCGRA(nn.Module):
         rel_ratio: int = 8,
         fuse_hidden: int = 8,
         position_encoding: bool = True,
+        branches: str = "both",
     ) -> None:
         super().__init__()
         if pool not in ("sum", "cat"):
             raise ValueError(f"pool must be 'sum' or 'cat', got {pool!r}")
+        if branches not in MCGRA_BRANCHES:
+            from geobench.errors import UsageError
+
+            raise UsageError(f"MC_GRA branches must be one of {' | '.join(MCGRA_BRANCHES)}, got {branches!r}")
         self.in_h, self.in_w, self.pool = in_h, in_w, pool
+        self.context, self.relation = branches in ("both", "context"), branches in ("both", "relation")
         n, c_r = in_h * in_w, max(channels // reduction, 1)
-        # (a) multiscale deformable context
-        self.reduce = conv_bn(channels, c_r)
-        cin = 1 if pool == "sum" else 2
-        self.ctx3 = ContextConv(cin, context_channels, 3, deformable, modulated)
-        self.ctx5 = ContextConv(cin, context_channels, 5, deformable, modulated)
-        self.ctx_fuse = nn.Conv2d(2 * context_channels, 1, 1)
-        # (b) global relations
-        self.pos = nn.Parameter(torch.zeros(1, channels, in_h, in_w)) if position_encoding else None
-        if self.pos is not None:
-            nn.init.trunc_normal_(self.pos, std=0.02)
-        self.theta = conv_bn(channels, c_r)
-        self.phi = conv_bn(channels, c_r)
-        n_r = max(n // rel_ratio, 1)
-        self.rel_embed = conv_bn(2 * n, n_r)
+        fuse_in = 0
+        if self.context:  # (a) multiscale deformable context
+            self.reduce = conv_bn(channels, c_r)
+            cin = 1 if pool == "sum" else 2
+            self.ctx3 = ContextConv(cin, context_channels, 3, deformable, modulated)
+            self.ctx5 = ContextConv(cin, context_channels, 5, deformable, modulated)
+            self.ctx_fuse = nn.Conv2d(2 * context_channels, 1, 1)
+            fuse_in += 1
+        self.register_parameter("pos", None)
+        if self.relation:  # (b) global relations
+            if position_encoding:
+                self.pos = nn.Parameter(torch.zeros(1, channels, in_h, in_w))
+                nn.init.trunc_normal_(self.pos, std=0.02)
+            self.theta = conv_bn(channels, c_r)
+            self.phi = conv_bn(channels, c_r)
+            n_r = max(n // rel_ratio, 1)
+            self.rel_embed = conv_bn(2 * n, n_r)
+            fuse_in += n_r
         # (c) fusion into one spatial map
-        self.fuse = nn.Conv2d(1 + n_r, 1, 1)
+        self.fuse = nn.Conv2d(fuse_in, 1, 1)
         self.gate = nn.Sequential(conv_bn(1, fuse_hidden), conv_bn(fuse_hidden, 1, relu=False))
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial attention A (B, 1, H, W) in [0, 1]."""
         check_feature_size(self, x, self.in_h, self.in_w)
-        fr = self.reduce(x)
-        mx, avg = fr.amax(dim=1, keepdim=True), fr.mean(dim=1, keepdim=True)
-        s = mx + avg if self.pool == "sum" else torch.cat([mx, avg], dim=1)
-        u = self.ctx_fuse(torch.cat([self.ctx3(s), self.ctx5(s)], dim=1))
-        xp = x + self.pos if self.pos is not None else x
-        rel = relation_stack(self.theta(xp).flatten(2), self.phi(xp).flatten(2), self.in_h, self.in_w)
-        m = self.fuse(torch.cat([u, self.rel_embed(rel)], dim=1))
+        parts = []
+        if self.context:
+            fr = self.reduce(x)
+            mx, avg = fr.amax(dim=1, keepdim=True), fr.mean(dim=1, keepdim=True)
+            s = mx + avg if self.pool == "sum" else torch.cat([mx, avg], dim=1)
+            parts.append(self.ctx_fuse(torch.cat([self.ctx3(s), self.ctx5(s)], dim=1)))
+        if self.relation:
+            xp = x + self.pos if self.pos is not None else x
+            rel = relation_stack(self.theta(xp).flatten(2), self.phi(xp).flatten(2), self.in_h, self.in_w)
+            parts.append(self.rel_embed(rel))
+        m = self.fuse(torch.cat(parts, dim=1))
         return torch.sigmoid(self.gate(m))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.attention_map(x)
+
+
+class MaxPoolBaseline(nn.Module):
+    """The MC_GRA paper's ablation baseline: "max pooling" in place of the attention module.
+
+    The paper (Table 4) says only that max pooling replaced MC_GRA "for fixed algorithm
+    parameters". We read it as a parameter-free k x k max pooling with stride 1 and
+    "same" padding, so the map keeps its size and the aggregator after it is unchanged
+    (a strided pooling would change MixVPR's input size, i.e. the other parameters).
+    """
+
+    def __init__(self, kernel_size: int = 3) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            from geobench.errors import UsageError
+
+            raise UsageError(f"max-pooling baseline kernel_size must be odd and >= 1 (size-preserving), "
+                             f"got {kernel_size}")
+        self.pool = nn.MaxPool2d(kernel_size, stride=1, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
 
 
 class GSRA(nn.Module):
@@ -235,7 +275,7 @@ class GSRA(nn.Module):
 
 
 def make_attention(kind: str, channels: int, in_h: int, in_w: int, **kwargs) -> nn.Module:
-    """Attention by name ('mcgra', 'cbam', 'rga', 'gsra', 'none'), for ablations."""
+    """Attention by name ('mcgra', 'cbam', 'rga', 'gsra', 'maxpool', 'none'), for ablations."""
     if kind == "mcgra":
         return MCGRA(channels, in_h, in_w, **kwargs)
     if kind == "cbam":
@@ -244,8 +284,10 @@ def make_attention(kind: str, channels: int, in_h: int, in_w: int, **kwargs) -> 
         return RGASpatial(channels, in_h, in_w, **kwargs)
     if kind == "gsra":
         return GSRA(channels, in_h, in_w, **kwargs)
+    if kind == "maxpool":
+        return MaxPoolBaseline(**kwargs)
     if kind == "none":
         return nn.Identity()
     from geobench.errors import UsageError
 
-    raise UsageError(f"unknown attention {kind!r}: use one of mcgra, cbam, rga, gsra, none.")
+    raise UsageError(f"unknown attention {kind!r}: use one of {', '.join(ATTENTIONS)}.")

@@ -12,9 +12,10 @@ from dataclasses import replace
 from typing import Any
 
 from geobench.errors import UsageError
-from geobench.models.aggregators import SAFA, SALAD, MixVPR
+from geobench.models.aggregators import SAFA, MixVPR
 from geobench.models.asavg import ASAVGModel
 from geobench.models.attention import GSRA, make_attention
+from geobench.models.heads import SIZE_FIXED, aggregator_name, make_aggregator
 from geobench.models.registry import ModelCard, register_model
 from geobench.models.towers import (
     Tower,
@@ -91,8 +92,13 @@ def mcgra(
     out_rows: int = 4,
     freeze_stages: int = 0,
     attention_args: dict[str, Any] | None = None,
+    branches: str = "both",
+    aggregator: str = "mixvpr",
+    aggregator_args: dict[str, Any] | None = None,
 ) -> TowerModel:
-    """MC_GRA model; attention='mcgra'|'cbam'|'none' and deformable=False are the paper's ablations."""
+    """MC_GRA model. Ablations (paper Tables 4-5 and beyond): attention='maxpool' (the paper's
+    baseline) | 'cbam' | 'none', deformable=False, branches='context' | 'relation', polar=False,
+    aggregator='salad' | 'gem' | 'safa' (mixvpr_dim, mix_depth, out_rows configure MixVPR)."""
     ref_view = "polar" if polar else "aerial"
     if not polar:  # the paper's VIGOR setting: plain aerial images, 256x256 [B]
         input_size = {k: v for k, v in (input_size or MCGRA_CARD.input_size).items() if k != "polar"}
@@ -101,18 +107,33 @@ def mcgra(
     args = dict(attention_args or {})
     if attention == "mcgra":
         args.setdefault("deformable", deformable)
+        args.setdefault("branches", branches)
+    else:
+        _refuse_mcgra_only(attention, deformable=(deformable, True), branches=(branches, "both"))
+    agg = aggregator_name(aggregator)
+    mix = {"out_channels": mixvpr_dim, "mix_depth": mix_depth, "out_rows": out_rows}
 
     def make(size: Size) -> Tower:
         bb = make_backbone(backbone, 3)
         bb.freeze_stages(freeze_stages)
         c, h, w = feature_shape(bb, *size)
         att = make_attention(attention, c, h, w, **args)
-        return Tower(bb, att, MixVPR(c, h, w, mixvpr_dim, mix_depth, 1.0, out_rows))
+        return Tower(bb, att, make_aggregator(agg, c, h, w, mix, aggregator_args))
 
     if share_weights:
         require_same_size("mcgra", {k: sizes[k] for k in ("query", "reference")})
-    card = _card(MCGRA_CARD, sizes, mixvpr_dim * out_rows, polar=polar, reference_view=ref_view)
-    return TowerModel(card, build_towers(share_weights, sizes, make), fixed_size=True)
+    towers = build_towers(share_weights, sizes, make)
+    dim = next(iter(towers.values())).aggregator.out_dim
+    card = _card(MCGRA_CARD, sizes, dim, polar=polar, reference_view=ref_view)
+    return TowerModel(card, towers, fixed_size=True)
+
+
+def _refuse_mcgra_only(attention: str, **given: tuple[Any, Any]) -> None:
+    """deformable / branches configure MC_GRA: refuse them beside another attention."""
+    changed = [k for k, (value, default) in given.items() if value != default]
+    if changed:
+        raise UsageError(f"mcgra argument(s) {', '.join(changed)} configure attention='mcgra', not "
+                         f"attention={attention!r}: drop them or use attention='mcgra'.")
 
 
 # --- mixvpr ----------------------------------------------------------------------------
@@ -134,7 +155,9 @@ MIXVPR_CARD = ModelCard(
     presets={"tiny": {
         "kwargs": {"backbone": "resnet_micro", "mixvpr_dim": 64, "mix_depth": 1, "out_rows": 2, "freeze_stages": 0},
         "input_size": {"street": (64, 64)},
-        "recipe": {**TINY_RECIPE, "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0}},
+        # One pair per place in the synthetic world: no places x images batches, no miner.
+        "recipe": {**TINY_RECIPE, "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0},
+                   "images_per_place": 1, "miner": "none"},
         "params_m": 2.043,
     }},
     params_m=10.881,
@@ -283,21 +306,32 @@ def lrfr(
     dropout: float = 0.3,
     share_weights: bool = True,
     query_view: str = "drone",
+    gsra: bool = True,
+    aggregator: str = "salad",
+    aggregator_args: dict[str, Any] | None = None,
 ) -> TowerModel:
-    """query_view='ground' (with share_weights=False and a ground size) runs it on CVUSA-style data."""
+    """query_view='ground' (with share_weights=False and a ground size) runs it on CVUSA-style data.
+
+    Ablations: gsra=False (no attention), aggregator='gem' | 'mixvpr' | 'safa' (clusters,
+    cluster_dim, salad_hidden and dropout configure SALAD; aggregator_args the others)."""
     base = replace(LRFR_CARD, query_view=query_view)
     sizes = _sizes(base, input_size)
+    agg = aggregator_name(aggregator)
+    salad = {"clusters": clusters, "cluster_dim": cluster_dim, "hidden": salad_hidden, "dropout": dropout}
 
     def make(size: Size) -> Tower:
         bb = make_backbone(backbone, 3)
         c, h, w = feature_shape(bb, *size)
-        salad = SALAD(c, clusters, cluster_dim, dropout=dropout, use_token=False, hidden=salad_hidden)
-        return Tower(bb, GSRA(c, h, w, gsra_groups), salad)
+        head = make_aggregator(agg, c, h, w, salad if agg == "salad" else None, aggregator_args)
+        return Tower(bb, GSRA(c, h, w, gsra_groups) if gsra else None, head)
 
-    if share_weights:
+    # GSRA and the MixVPR / SAFA heads fix the map size; SALAD and GeM take any.
+    fixed = gsra or agg in SIZE_FIXED
+    if share_weights and fixed:
         require_same_size("lrfr", {k: sizes[k] for k in (query_view, base.reference_view)})
-    card = _card(base, sizes, clusters * cluster_dim)
-    return TowerModel(card, build_towers(share_weights, sizes, make), fixed_size=True)
+    towers = build_towers(share_weights, sizes, make)
+    card = _card(base, sizes, next(iter(towers.values())).aggregator.out_dim)
+    return TowerModel(card, towers, fixed_size=fixed)
 
 
 # --- asavg ---------------------------------------------------------------------------------
@@ -340,9 +374,19 @@ def asavg(
     sfe_after_stage: int = 2,
     align_normalize: bool = True,
     n_crops: int | None = None,
+    sfe: bool = True,
+    asa: bool = True,
+    aggregator: str = "mixvpr",
+    aggregator_args: dict[str, Any] | None = None,
 ) -> ASAVGModel:
+    """ASA-VG. Ablations: sfe=False or sfe_after_stage=1|2|3, asa=False (no alignment: the whole
+    panorama map is aggregated, a plain crop-free descriptor), backbone='lsknet_t' | 'lsknet_s',
+    aggregator='salad' | 'gem' | 'safa' (mixvpr_dim, mix_depth, out_rows configure MixVPR)."""
     sizes = _sizes(ASAVG_CARD, input_size)
     bb = make_backbone(backbone, 3)
+    if not 1 <= sfe_after_stage <= bb.num_stages:
+        raise UsageError(f"asavg sfe_after_stage must be a backbone stage 1..{bb.num_stages} (SFE re-weights "
+                         f"that stage's output), got {sfe_after_stage}; use sfe=False to drop SFE.")
     (hq, wq), (hp, wp) = sizes["query"], sizes["reference"]
     if hq != hp or wq > wp:
         raise UsageError(
@@ -350,6 +394,15 @@ def asavg(
             f"wide; got {hq}x{wq} and {hp}x{wp}: fix input_size."
         )
     c, h, w = feature_shape(bb, hq, wq)
-    agg = MixVPR(c, h, w, mixvpr_dim, mix_depth, 1.0, out_rows)
-    card = _card(ASAVG_CARD, sizes, mixvpr_dim * out_rows)
-    return ASAVGModel(card, bb, agg, sfe_after_stage, align_normalize, n_crops)
+    name = aggregator_name(aggregator)
+    mix = {"out_channels": mixvpr_dim, "mix_depth": mix_depth, "out_rows": out_rows}
+    agg = make_aggregator(name, c, h, w, mix, aggregator_args)
+    ref_agg = None
+    if not asa and agg.size_fixed:
+        # Without ASA the panorama map is aggregated whole: a size-fixed head needs its own
+        # layers for the panorama's (wider) map; GeM and SALAD are shared by both views.
+        _, hr, wr = feature_shape(bb, hp, wp)
+        ref_agg = make_aggregator(name, c, hr, wr, mix, aggregator_args)
+    card = _card(ASAVG_CARD, sizes, agg.out_dim)
+    return ASAVGModel(card, bb, agg, sfe_after_stage, align_normalize, n_crops, sfe=sfe, asa=asa,
+                      reference_aggregator=ref_agg, query_map_width=w)

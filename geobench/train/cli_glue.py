@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +10,18 @@ from geobench.train.config import read_config, resolve_config
 
 
 def run_train(model: str, data: Path, out: Path, *, config: Path | None, resume: bool,
-              preset: str | None, cli: Mapping[str, Any]) -> Any:
+              preset: str | None, cli: Mapping[str, Any], sets: list[str] | None = None,
+              warn: Callable[[str], None] | None = None) -> Any:
     """Resolve the config (a resumed run starts from its own config.json) and train.
 
-    Returns the TrainSummary on rank 0 and None on the other ranks of a torchrun job.
+    `sets` are `--set KEY=VALUE` options (same layer as the other command-line options);
+    `warn` receives one line per recipe key the run does not use. Returns the TrainSummary
+    on rank 0 and None on the other ranks of a torchrun job.
     """
     from geobench.train.engine import train
 
     given = {k: v for k, v in cli.items() if v is not None}
+    given = _with_sets(given, sets, resume)
     if resume and (Path(out) / "config.json").is_file():
         base = read_config(out)
         if base.get("model") != model:
@@ -30,8 +34,33 @@ def run_train(model: str, data: Path, out: Path, *, config: Path | None, resume:
     else:
         cfg = resolve_config(model, data, out, preset=preset, config_file=config,
                              cli={**given, "resume": resume})
+    if warn is not None and int(os.environ.get("RANK", "0")) == 0:
+        for line in ignored_warnings(cfg):
+            warn(line)
     summary = train(cfg)
     return summary if int(os.environ.get("RANK", "0")) == 0 else None
+
+
+def _with_sets(given: dict[str, Any], sets: list[str] | None, resume: bool) -> dict[str, Any]:
+    """Merge `--set` options into the command-line layer; an option given both ways is refused."""
+    from geobench.errors import UsageError
+    from geobench.train.config import deep_merge, parse_sets
+
+    extra = parse_sets(sets)
+    both = sorted(set(extra) & set(given))
+    if both:
+        raise UsageError(f"{', '.join(both)} given both as an option and with --set; keep one")
+    if resume and "model_args" in extra:
+        raise UsageError("--resume continues the run's own model: drop --set model_args... or train "
+                         "the variant into a new --out")
+    return deep_merge(given, extra)
+
+
+def ignored_warnings(cfg: Any) -> list[str]:
+    """One console line per recipe / config key that this run does not use."""
+    ignored = [k for k in str(cfg.sources.get("ignored", "")).split(",") if k]
+    return [f"{key.split(':', 1)[-1]!r} from the {key.split(':', 1)[0]} is not a geobench training "
+            f"option and is not used (recorded under sources.ignored in config.json)" for key in ignored]
 
 
 def summary_rows(summary: Any) -> list[tuple[str, Any]]:

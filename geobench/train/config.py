@@ -17,7 +17,12 @@ from geobench.errors import DataError, UsageError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "staged", "cosine", "linear")
-SAMPLING = ("unique", "gps")
+SAMPLING = ("unique", "gps", "gps_similarity")
+MINERS = ("multi_similarity",)
+# Losses that take place labels (several images of one place in a batch are positives).
+LABEL_LOSSES = ("multi_similarity",)
+# Recipe keys that document a recipe rather than set an option.
+_DOC_KEYS = ("provenance", "notes")
 CLIP_MODES = ("value", "norm")
 CONFIG_FILE = "config.json"
 
@@ -29,7 +34,8 @@ _SCHEDULE_ALIASES = {"multistep": "staged", "step": "staged", "steps": "staged",
                      "cos": "cosine", "cosine_warmup": "cosine", "poly": "linear"}
 _SCHEDULE_KEYS = {"milestones": "milestones", "gamma": "lr_gamma", "stretch": "schedule_stretch",
                   "warmup_epochs": "warmup_epochs", "warmup_steps": "warmup_steps"}
-_SAMPLING_ALIASES = {"random": "unique", "gps+similarity": "gps", "gps_similarity": "gps"}
+_SAMPLING_ALIASES = {"random": "unique", "gps+similarity": "gps_similarity", "similarity": "gps_similarity",
+                     "gps+sim": "gps_similarity"}
 _LOSS_ALIASES = {"wsmt": "soft_margin_triplet", "weighted_soft_margin_triplet": "soft_margin_triplet",
                  "soft_triplet": "soft_margin_triplet", "triplet": "soft_margin_triplet",
                  "semi_hard": "semi_soft_tri_hard", "semisofttrihard": "semi_soft_tri_hard",
@@ -74,6 +80,11 @@ class TrainConfig:
     eval_batch_size: int = 32
     sampling: str = "unique"
     gps_neighbours: int = 0
+    similarity_every: int = 1   # gps_similarity: epochs between refreshes of the similarity table
+    similarity_range: int = 0   # gps_similarity: hardest candidates per anchor (0: 2 x neighbours)
+    images_per_place: int = 1   # >1: batches of places x images (MixVPR), label-aware losses only
+    miner: str | None = None
+    miner_args: dict[str, Any] = field(default_factory=dict)
     hflip_p: float = 0.5
     rotate_p: float = 0.0
     checkpoint_every: int = 0
@@ -107,6 +118,15 @@ def _normalise(layer: Mapping[str, Any], where: str, strict: bool) -> tuple[dict
     ignored: list[str] = []
     for key, value in layer.items():
         name = _KEY_ALIASES.get(str(key).lower(), str(key))
+        if name in _DOC_KEYS:
+            continue
+        if name == "miner" and isinstance(value, Mapping):
+            value = dict(value)
+            if "name" not in value:
+                raise UsageError(f"{where}: miner is a mapping without 'name'; write e.g. "
+                                 f"miner: {{name: multi_similarity, epsilon: 0.1}}")
+            out.setdefault("miner_args", {}).update({k: v for k, v in value.items() if k != "name"})
+            value = value["name"]
         if name == "loss" and isinstance(value, Mapping):
             value = dict(value)
             if "name" not in value:
@@ -126,7 +146,9 @@ def _normalise(layer: Mapping[str, Any], where: str, strict: bool) -> tuple[dict
                     raise UsageError(f"{where}: unknown schedule option(s) {', '.join(extra)}; use "
                                      f"name, {', '.join(_SCHEDULE_KEYS)}")
                 ignored.extend(f"schedule.{k}" for k in extra)
-            value = value.get("name", "constant")
+            if "name" not in value:  # only options (e.g. --set schedule.milestones=[5]): keep the schedule
+                continue
+            value = value["name"]
         if name not in _SETTABLE or name in ("sources",):
             if strict:
                 raise UsageError(f"{where}: unknown training option {key!r}{_closest(name)}; the "
@@ -140,10 +162,9 @@ def _normalise(layer: Mapping[str, Any], where: str, strict: bool) -> tuple[dict
         out["schedule"] = _SCHEDULE_ALIASES.get(out["schedule"].lower(), out["schedule"].lower())
     if isinstance(out.get("sampling"), str):
         sampling = out["sampling"].lower()
-        if sampling in _SAMPLING_ALIASES and sampling != _SAMPLING_ALIASES[sampling]:
-            # Similarity sampling is not implemented; GPS-aware batches are its first half.
-            ignored.append(f"sampling={sampling}->{_SAMPLING_ALIASES[sampling]}")
         out["sampling"] = _SAMPLING_ALIASES.get(sampling, sampling)
+    if isinstance(out.get("miner"), str) and out["miner"].lower() in ("none", ""):
+        out["miner"] = None
     return out, ignored
 
 
@@ -176,14 +197,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
-    default = FIELDS[name].default
-    kind = FIELDS[name].type
+    spec = FIELDS[name]
+    default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[misc]
+    kind = spec.type
     if value is None:
         return None
     try:
         if name == "milestones":
             return tuple(float(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
-        if name in ("model_args", "loss_args"):
+        if name in ("model_args", "loss_args", "miner_args"):
             if not isinstance(value, Mapping):
                 raise TypeError
             return dict(value)
@@ -227,7 +249,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if not cfg.lr > 0:
         raise bad("lr", "must be > 0")
     for name in ("workers", "eval_every", "checkpoint_every", "gps_neighbours", "warmup_epochs",
-                 "warmup_steps"):
+                 "warmup_steps", "similarity_every", "similarity_range"):
         if getattr(cfg, name) < 0:
             raise bad(name, "must be >= 0")
     for name in ("hflip_p", "rotate_p"):
@@ -237,10 +259,84 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise bad("grad_clip", "must be > 0 (leave it out to disable clipping)")
     if cfg.schedule_stretch < 1:
         raise bad("schedule_stretch", "must be >= 1")
+    _validate_batches(cfg, bad)
     from geobench.losses import LOSSES
 
     LOSSES.entry(cfg.loss)  # unknown loss -> close matches
     return cfg
+
+
+def _validate_batches(cfg: TrainConfig, bad: Any) -> None:
+    """Miner and places x images batches need a loss that uses them (no silent drop)."""
+    if cfg.images_per_place < 1:
+        raise bad("images_per_place", "must be >= 1")
+    if cfg.images_per_place > 1 and cfg.loss not in LABEL_LOSSES:
+        raise bad("images_per_place", f"needs a loss that takes place labels ({', '.join(LABEL_LOSSES)}), "
+                  f"not {cfg.loss}; set images_per_place: 1 or loss: multi_similarity")
+    if cfg.images_per_place > 1 and cfg.sampling != "unique":
+        raise bad("images_per_place", f"builds its own places x images batches; drop sampling: "
+                  f"{cfg.sampling} or set images_per_place: 1")
+    if cfg.batch_size % cfg.images_per_place:
+        raise bad("batch_size", f"must be a multiple of images_per_place ({cfg.images_per_place}): "
+                  f"a batch is places x images")
+    if cfg.miner is not None:
+        if cfg.miner not in MINERS:
+            raise bad("miner", f"is not one of {' | '.join(MINERS)} (or none)")
+        if cfg.loss != "multi_similarity":
+            raise bad("miner", f"mines pairs for loss multi_similarity, not {cfg.loss}; drop the miner "
+                      f"(miner: none) or use loss: multi_similarity")
+        unknown = sorted(set(cfg.miner_args) - {"epsilon"})
+        if unknown:
+            raise bad("miner", f"has no option {', '.join(unknown)} (its option: epsilon)")
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """`--set KEY=VALUE` options -> a nested mapping (KEY dotted, VALUE a YAML scalar).
+
+    `--set model_args.attention=cbam --set lr=1e-4` -> {"model_args": {"attention": "cbam"},
+    "lr": 0.0001}. Later --set of the same key wins.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or any(not p.strip() for p in parts):
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE with a dotted KEY, e.g. "
+                             f"--set model_args.attention=cbam or --set lr=1e-4")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--set {item!r}: the value is not valid YAML "
+                             f"({getattr(exc, 'problem', exc)}); quote it, e.g. --set 'KEY=\"text\"'") from None
+        if isinstance(value, str) and _looks_numeric(value):
+            value = float(value)  # YAML 1.1 reads 1e-4 as text; a number was meant
+        nested: Any = value
+        for part in reversed(parts[1:]):
+            nested = {part.strip(): nested}
+        out = deep_merge(out, {parts[0]: nested})
+    return out
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity")
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, merging nested mappings key by key (--set a.b.c=1)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def resolve_config(model: str, data: str | Path, out: str | Path, *, preset: str | None = None,
@@ -260,8 +356,8 @@ def resolve_config(model: str, data: str | Path, out: str | Path, *, preset: str
         for name, value in normal.items():
             if name in _REQUIRED:
                 continue
-            if name in ("model_args", "loss_args") and isinstance(value, Mapping):
-                value = {**values.get(name, {}), **value}
+            if name in ("model_args", "loss_args", "miner_args") and isinstance(value, Mapping):
+                value = deep_merge(values.get(name, {}), value)
             values[name] = _coerce(name, value, where)
             sources[name] = label
 

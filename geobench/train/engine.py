@@ -84,6 +84,7 @@ class _Run:
         from geobench.losses import build_loss
         from geobench.prepared import read_prepared
         from geobench.train import cards
+        from geobench.train.batching import LabelledPairs, PlaceBatchSampler, loss_options
         from geobench.train.data import PairDataset, build_pairs, fork_safe_opencv, worker_init
         from geobench.train.optim import build_optimizer, build_scheduler
         from geobench.train.sampling import PairBatchSampler, gps_neighbours
@@ -101,27 +102,36 @@ class _Run:
         self.model = cards.build(cfg.model, cfg.preset, cfg.model_args, cfg.weights)
         card = self.card = self.model.card
         pairs = build_pairs(self.prepared, cfg.train_split, card.query_view, card.reference_view)
+        self.pairs = pairs
         neighbours, per_anchor = None, 0
-        if cfg.sampling == "gps":
+        if cfg.sampling in ("gps", "gps_similarity"):
             per_anchor = cfg.gps_neighbours or max(1, cfg.batch_size // 4)
             neighbours = gps_neighbours(pairs.xy, 4 * per_anchor)
-        self.sampler = PairBatchSampler(pairs.location, cfg.batch_size, cfg.seed, neighbours,
-                                        per_anchor, ctx.rank, ctx.world_size)
+        if cfg.images_per_place > 1:
+            self.sampler = PlaceBatchSampler(pairs.location, cfg.batch_size, cfg.images_per_place,
+                                             cfg.seed, ctx.rank, ctx.world_size)
+        else:
+            self.sampler = PairBatchSampler(pairs.location, cfg.batch_size, cfg.seed, neighbours,
+                                            per_anchor, ctx.rank, ctx.world_size)
+        self.per_anchor = per_anchor
         self.spe = self.sampler.steps_per_epoch()
         self.total = cfg.epochs * self.spe
         if cfg.max_steps is not None:
             self.total = min(self.total, cfg.max_steps)
         self.device = torch.device(ctx.device)
         fork_safe_opencv(cfg.workers)
+        self.loss_fn = build_loss(cfg.loss, **loss_options(cfg)).to(torch.device(ctx.device))
+        dataset = PairDataset(pairs, card, cfg.hflip_p, cfg.rotate_p)
+        if getattr(self.loss_fn, "takes_labels", False):  # place ids reach the loss
+            dataset = LabelledPairs(dataset, pairs.location)
         self.loader = torch.utils.data.DataLoader(
-            PairDataset(pairs, card, cfg.hflip_p, cfg.rotate_p), batch_sampler=self.sampler,
+            dataset, batch_sampler=self.sampler,
             num_workers=cfg.workers, pin_memory=self.device.type == "cuda",
             worker_init_fn=worker_init, prefetch_factor=4 if cfg.workers else None,
             # Its own generator: creating an iterator must not consume the global RNG,
             # or a resumed run would diverge from an uninterrupted one.
             generator=torch.Generator())
         self.model.to(self.device)
-        self.loss_fn = build_loss(cfg.loss, **cfg.loss_args).to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.params += [p for p in self.loss_fn.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(cfg, self.params)
@@ -141,7 +151,10 @@ class _Run:
         if cfg.resume:
             self._restore()
         if ctx.is_main:
-            write_config(cfg, {"dataset_hash": self.prepared.dataset_hash(),
+            from geobench.models.variant import model_record
+
+            write_config(cfg, {**model_record(cfg.model, cfg.preset, cfg.model_args),
+                               "dataset_hash": self.prepared.dataset_hash(),
                                "dataset": self.prepared.name, "steps_per_epoch": self.spe,
                                "total_steps": self.total, "world_size": ctx.world_size,
                                "n_pairs": len(pairs), "n_locations": pairs.n_locations,
@@ -154,6 +167,8 @@ class _Run:
 
     # --- checkpoints -----------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
+        import torch
+
         cfg = self.cfg
         return {"model": cfg.model, "model_args": {"preset": cfg.preset, **cfg.model_args},
                 "model_state": self.model.state_dict(), "loss": cfg.loss,
@@ -163,6 +178,8 @@ class _Run:
                 "dataset_hash": self.prepared.dataset_hash(), "config": cfg.to_json(),
                 "log": list(self.log), "epoch_losses": list(self.epoch_losses),
                 "best": dict(self.best) if self.best else None,
+                "neighbours": (torch.as_tensor(self.sampler.neighbours)
+                               if self.sampler.shuffle_neighbours else None),
                 "card": {"query_view": self.card.query_view, "reference_view": self.card.reference_view}}
 
     def _save(self, best: bool = False) -> None:
@@ -195,10 +212,12 @@ class _Run:
         self.step = self.resumed_from = self.saved_step = int(state["step"])
         self.log, self.best = list(state["log"]), state["best"]
         self.epoch_losses = [float(v) for v in state.get("epoch_losses", [])]
+        if state.get("neighbours") is not None:  # the similarity table the next batches use
+            self.sampler.set_neighbours(state["neighbours"].cpu().numpy(), shuffle=True)
         self.good_checkpoint = self.last_path
 
     # --- one step ----------------------------------------------------------------------
-    def _step(self, q_img, r_img) -> float:
+    def _step(self, q_img, r_img, labels=None) -> float:
         import torch
 
         q_img = q_img.to(self.device, non_blocking=True)
@@ -207,7 +226,10 @@ class _Run:
             q, r = self.net(q_img, r_img)
         if self.ctx.enabled:
             q, r = dist.gather_with_grad(q), dist.gather_with_grad(r)
-        loss = self.loss_fn(q.float(), r.float())
+            if labels is not None:
+                labels = dist.gather_rows(labels.to(self.device), self.ctx)
+        extra = {} if labels is None else {"labels": labels.to(self.device)}
+        loss = self.loss_fn(q.float(), r.float(), **extra)
         value = float(loss.item())
         if not math.isfinite(value):
             self._nan(value)
@@ -232,6 +254,27 @@ class _Run:
                             f"{self.step // self.spe + 1}, lr {lr:.3g}); training stopped and "
                             f"{kept}; lower the learning rate (--lr), set grad_clip in --config "
                             f"or check the data, then --resume or start a new --out")
+
+    def _refresh_similarity(self, epochs_done: int) -> None:
+        """Sample4Geo hard sampling: rebuild the similarity table every similarity_every epochs."""
+        cfg = self.cfg
+        every = cfg.similarity_every
+        if cfg.sampling != "gps_similarity" or not every or epochs_done % every or self.step >= self.total:
+            return
+        from geobench.train.batching import location_representatives, similarity_table
+        from geobench.train.embed import embed_paths
+
+        p = self.pairs
+        first = location_representatives(p.location)
+        kw = dict(batch_size=cfg.eval_batch_size, device=self.device, workers=cfg.workers,
+                  ctx=self.ctx, amp=self.amp)
+        q = embed_paths(self.model, [p.query_paths[i] for i in first], p.query,
+                        description="similarity: queries", **kw)
+        r = embed_paths(self.model, [p.reference_paths[i] for i in first], p.reference,
+                        description="similarity: references", **kw)
+        table = similarity_table(q, r, cfg.similarity_range or 2 * self.per_anchor)
+        # Every rank must build the same batches: rank 0's table is the one used.
+        self.sampler.set_neighbours(dist.broadcast(table, self.ctx), shuffle=True)
 
     # --- evaluation ----------------------------------------------------------------------
     def _eval_due(self, epoch: int) -> bool:
@@ -296,6 +339,7 @@ class _Run:
                 last_loss = float(np.mean(losses)) if losses else last_loss
                 metrics = self._evaluate() if self._eval_due(epoch + 1) else {}
                 improved = self._record(epoch, last_loss, seconds, wait, len(losses) - carried, metrics)
+                self._refresh_similarity(epoch + 1)
                 self._save(best=improved)
                 if self.ctx.is_main:
                     write_log(self.run, self.log)

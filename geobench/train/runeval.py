@@ -200,5 +200,27 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
                       checkpoint_sha256=attrs["checkpoint_sha256"],
                       dataset_sha256=attrs["dataset_sha256"],
                       extra={"checkpoint": str(path.resolve()), "step": int(state["step"]),
-                             "data": str(Path(data).resolve())})
+                             "data": str(Path(data).resolve())},
+                      **_row_record(run, state))
     return evaluate_features(features, out_dir, replace(options, protocol=protocol), prov)
+
+
+def _row_record(run: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Provenance fields naming the ablation row: preset, variant, full model_args, weights.
+
+    Rebuilt from the checkpoint (older runs' config.json lacks them); the starting-weights
+    record is whatever the run's config.json holds under `init_weights`.
+    """
+    from geobench.models.variant import model_record
+    from geobench.train.config import read_config
+
+    args = dict(state.get("model_args", {}))
+    preset = args.pop("preset", None)
+    record = model_record(state["model"], preset, args)
+    try:
+        weights = read_config(run).get("init_weights") or {}
+    except DataError:
+        weights = {}
+    return {"preset": preset or "", "variant": record["variant"],
+            "model_args": record["model_args_full"],
+            "weights": weights if isinstance(weights, dict) else {"name": str(weights)}}

@@ -56,7 +56,14 @@ class PairBatchSampler:
         self.neighbours, self.per_anchor = neighbours, per_anchor
         self.rank, self.world_size = rank, world_size
         self.epoch, self.start = 0, 0
+        self.shuffle_neighbours = False
         self._cache: tuple[int, list[np.ndarray]] | None = None
+
+    def set_neighbours(self, neighbours: np.ndarray | None, shuffle: bool = False) -> None:
+        """Replace the candidate table (e.g. by a similarity table, batching.py); shuffle=True
+        draws each anchor's neighbours at random from its row instead of nearest first."""
+        self.neighbours, self.shuffle_neighbours = neighbours, shuffle
+        self._cache = None
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Select the epoch and the first batch to yield (to resume mid-epoch)."""
@@ -89,7 +96,10 @@ class PairBatchSampler:
                     continue
                 group = [anchor]
                 free[anchor] = False
-                for near in self.neighbours[anchor] if gps else ():
+                row = self.neighbours[anchor] if gps else ()
+                if gps and self.shuffle_neighbours:
+                    row = row[rng.permutation(len(row))]
+                for near in row:
                     if len(group) > self.per_anchor or len(current) + len(group) >= self.batch_size:
                         break
                     if near >= 0 and free[near]:
