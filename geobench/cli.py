@@ -426,10 +426,24 @@ def eval_cmd(
         help="L2-normalise unnormalised descriptors (with a warning) instead of refusing.")] = False,
     save_descriptors: Annotated[bool, typer.Option(
         help="Also store the descriptors in results.h5.")] = False,
+    search: Annotated[str, typer.Option(
+        help="exact, or faiss:FACTORY for an approximate index (e.g. faiss:IVF4096,Flat, "
+             "faiss:HNSW32); approximate results are marked as such.")] = "exact",
+    nprobe: Annotated[Optional[int], typer.Option(help="faiss IVF cells to visit.")] = None,
+    ef_search: Annotated[Optional[int], typer.Option(help="faiss HNSW efSearch.")] = None,
+    exact_sample: Annotated[int, typer.Option(
+        help="With faiss: also search this many queries exactly and report the R@1 lost.")
+                            ] = 1000,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a run on a prepared split, or a features file, under a named protocol."""
+    from dataclasses import replace
+
+    from geobench.eval.approx import parse_search
     from geobench.eval.evaluate import EvalOptions, evaluate_features, parse_ks, parse_memory
+
+    parse_search(search)  # a bad --search fails before any work
+    approx = dict(search=search, nprobe=nprobe, ef_search=ef_search, exact_sample=exact_sample)
 
     if features is None:
         if run is None:
@@ -442,7 +456,7 @@ def eval_cmd(
 
         summary = evaluate_run(run, data, split, EvalOptions(
             protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
-            save_topk=save_topk, save_descriptors=save_descriptors), out=out)
+            save_topk=save_topk, save_descriptors=save_descriptors, **approx), out=out)
         for note in summary.notes:
             typer.echo(f"warning: {one_line(note)}", err=True)
         _print_eval(summary)
@@ -455,7 +469,7 @@ def eval_cmd(
     options = EvalOptions(protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
                           save_topk=save_topk, normalise=normalise,
                           save_descriptors=save_descriptors)
-    summary = evaluate_features(features, out, options)
+    summary = evaluate_features(features, out, replace(options, **approx))
     for note in summary.notes:
         typer.echo(f"warning: {one_line(note)}", err=True)
     _print_eval(summary)

@@ -14,6 +14,7 @@ import numpy as np
 
 from geobench.errors import UsageError
 from geobench.eval import metrics as M
+from geobench.eval.approx import ApproxOptions, approximate_search, parse_search, recall_lost
 from geobench.eval.csr import CSR
 from geobench.eval.features import read_features
 from geobench.eval.plan import SearchOptions, pair_scores
@@ -43,6 +44,10 @@ class EvalOptions:
     device: str | None = None
     block_queries: int | None = None
     block_references: int | None = None
+    search: str = "exact"            # exact | faiss:FACTORY (approximate, marked as such)
+    nprobe: int | None = None        # faiss IVF cells visited
+    ef_search: int | None = None     # faiss HNSW search breadth
+    exact_sample: int = 1000         # queries also searched exactly to measure the loss
 
     def search_options(self) -> SearchOptions:
         return SearchOptions(self.memory_bytes, self.backend, self.device,
@@ -100,11 +105,21 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
     if proto.metre_error and not positions_given:
         notes.append(f"protocol {proto.name}: no query/reference positions, metre error skipped")
     k_search = max(options.save_topk, 1 if want_error else 0)
-    start = time.perf_counter()
-    res = search(query, reference, positives, k=k_search, all_positives=proto.ap,
-                 options=options.search_options())
-    ranks = res.ranks
     k1 = one_percent_k(nr, proto.one_percent_rule)
+    factory = parse_search(options.search)
+    start = time.perf_counter()
+    if factory is None:
+        res = search(query, reference, positives, k=k_search, all_positives=proto.ap,
+                     options=options.search_options())
+    else:
+        if proto.ap:
+            raise UsageError(f"protocol {proto.name} reports AP, which needs the exact rank of "
+                             f"every positive; use --search exact")
+        approx = ApproxOptions(factory, options.nprobe, options.ef_search, device=options.device)
+        k_rank = max(max(ks), k1, k_search, M.curve_k_max(nr, k1))
+        res = approximate_search(query, reference, positives, k=k_rank, keep=k_search,
+                                 options=approx, memory_bytes=options.memory_bytes)
+    ranks = res.ranks
     values: dict[str, float] = {f"r@{k}": M.recall_at(ranks, k, nr) for k in ks}
     values["r@1%"] = M.recall_at(ranks, k1, nr)
     values["k_1pct"] = k1
@@ -135,6 +150,12 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
     k_max = M.curve_k_max(nr, k1)
     curve_k, curve_recall = M.recall_curve(ranks, k_max)
     seconds = time.perf_counter() - start
+    if factory is not None:
+        values["search"] = approx.label  # type: ignore[assignment]
+        values.update(recall_lost(query, reference, positives, ranks, options.exact_sample,
+                                  seconds, options.memory_bytes))
+        notes.append(f"approximate search ({approx.label}): ranks come from the top "
+                     f"{min(k_rank, nr)} of the index; positives beyond count as misses")
     keep = options.save_topk
     return EvalResult(proto, nq, nr, ranks, k1, curve_k, curve_recall, values, per_query,
                       res.topk_indices[:, :keep], res.topk_scores[:, :keep], res.plan, seconds,

@@ -118,6 +118,8 @@ def display_columns(table: pd.DataFrame) -> list[str]:
                       and c[2:].isdigit()), key=lambda c: int(c[2:]))
     extras = [c for c in ("hit_rate", "ap", "error_median_m", "error_mean_m", "n_no_positive")
               if c in table.columns]
+    if "search" in table.columns:  # approximate rows are labelled with their index
+        extras += ["r@1_lost", "search"]
     cols = [c for c in base + extra_k + extras if c in table.columns]
     cols = [c for c in cols if not table[c].isna().all() and not (table[c] == "").all()]
     if "source" in table.columns and (table.get("kind") == "paper").any():
@@ -143,7 +145,7 @@ def _missing(value: object) -> bool:
     return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 
 
-_HEADERS = {"r@1%": "R@1%", "hit_rate": "Hit", "ap": "AP", "error_median_m": "median err (m)",
+_HEADERS = {"r@1%": "R@1%", "r@1_lost": "R@1 lost", "hit_rate": "Hit", "ap": "AP", "error_median_m": "median err (m)",
             "error_mean_m": "mean err (m)", "n_no_positive": "no pos."}
 
 
