@@ -434,6 +434,9 @@ def eval_cmd(
     exact_sample: Annotated[int, typer.Option(
         help="With faiss: also search this many queries exactly and report the R@1 lost.")
                             ] = 1000,
+    ties: Annotated[str, typer.Option(
+        help="Tied scores: expected (the mean over all orderings, McSherry & Najork 2008), "
+             "optimistic or pessimistic.")] = "expected",
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a run on a prepared split, or a features file, under a named protocol."""
@@ -441,10 +444,11 @@ def eval_cmd(
 
     from geobench.eval.approx import parse_search
     from geobench.eval.evaluate import EvalOptions, evaluate_features, parse_ks, parse_memory
+    from geobench.eval.ties import check_policy
 
     parse_search(search)  # a bad --search fails before any work
     approx = dict(search=search, nprobe=nprobe, ef_search=ef_search, exact_sample=exact_sample)
-
+    check_policy(ties)
     if features is None:
         if run is None:
             raise UsageError("nothing to evaluate: pass --features F.h5 --out DIR, or a run "
@@ -456,7 +460,8 @@ def eval_cmd(
 
         summary = evaluate_run(run, data, split, EvalOptions(
             protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
-            save_topk=save_topk, save_descriptors=save_descriptors, **approx), out=out)
+            save_topk=save_topk, save_descriptors=save_descriptors, ties=ties, **approx),
+            out=out)
         for note in summary.notes:
             typer.echo(f"warning: {one_line(note)}", err=True)
         _print_eval(summary)
@@ -468,7 +473,7 @@ def eval_cmd(
                          f"metrics.csv are written there")
     options = EvalOptions(protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
                           save_topk=save_topk, normalise=normalise,
-                          save_descriptors=save_descriptors)
+                          save_descriptors=save_descriptors, ties=ties)
     summary = evaluate_features(features, out, replace(options, **approx))
     for note in summary.notes:
         typer.echo(f"warning: {one_line(note)}", err=True)

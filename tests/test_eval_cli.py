@@ -121,3 +121,21 @@ def test_report_table_plot_paper_and_check(invoke, feats, tmp_path):
     one_error_line(invoke("report", tmp_path / "runs", "--format", "html"), "--format 'html'")
     one_error_line(invoke("report", tmp_path / "nothing"), "nothing")
     one_error_line(invoke("report", tmp_path / "runs", "--paper", "cvus"), "cvusa")
+
+
+def test_eval_tie_policies_and_the_collapsed_warning(invoke, tmp_path):
+    ones = unit(np.ones((50, 4)))
+    path = write_features(tmp_path / "c.h5", ones[:5], ones, CSR.from_lists([[i] for i in range(5)]))
+    r1 = {}
+    for policy in ("expected", "optimistic", "pessimistic"):
+        result = invoke("eval", "--features", path, "--out", tmp_path / policy, "--ties", policy,
+                        "-q")
+        assert result.exit_code == 0, result.output
+        assert "descriptors look collapsed: 5 of 5 queries" in result.stderr
+        stored = read_results(tmp_path / policy / "results.h5")
+        assert stored.attrs["ties"] == policy and stored.tied_nonpositives.tolist() == [49] * 5
+        r1[policy] = stored.metrics["r@1"]
+    assert r1 == pytest.approx({"expected": 2.0, "optimistic": 100.0, "pessimistic": 0.0})
+    one_error_line(invoke("eval", "--features", path, "--out", tmp_path / "x", "--ties", "fair"),
+                   "--ties 'fair'", "expected")
+    assert not (tmp_path / "x").exists()

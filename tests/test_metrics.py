@@ -6,6 +6,7 @@ import pytest
 
 from geobench.errors import UnknownNameError
 from geobench.eval import metrics as M
+from geobench.eval import ties as T
 from geobench.eval.csr import CSR
 from geobench.eval.evaluate import EvalOptions, evaluate
 from geobench.eval.protocols import get_protocol, one_percent_k, protocol_names
@@ -40,9 +41,11 @@ def test_one_percent_rule_of_each_protocol():
 
 def test_recall_and_curve_from_ranks():
     ranks = np.array([0, 0, 1, 4, 9, 100])  # 100 = n_reference: a query without positive
-    assert M.recall_at(ranks, 1) == pytest.approx(100 * 2 / 6)
-    assert M.recall_at(ranks, 5) == pytest.approx(100 * 4 / 6)
-    k, rec = M.recall_curve(ranks, 100)
+    t, p = np.zeros(6, np.int64), np.array([1, 1, 1, 1, 1, 0])
+    for policy in T.POLICIES:  # no ties: every policy agrees
+        assert T.recall_at(ranks, t, p, 1, policy) == pytest.approx(100 * 2 / 6)
+        assert T.recall_at(ranks, t, p, 5, policy) == pytest.approx(100 * 4 / 6)
+    k, rec = T.recall_curve(ranks, t, p, 100, "expected")
     assert k[0] == 1 and k[-1] == 100 and len(k) == 100
     assert rec[0] == pytest.approx(100 * 2 / 6) and rec[9] == pytest.approx(100 * 5 / 6)
     assert rec[-1] == pytest.approx(100 * 5 / 6)  # the miss never counts
@@ -52,8 +55,10 @@ def test_recall_and_curve_from_ranks():
 
 def test_hit_rate_hand_made():
     # rank 0; rank 2 from the two semi-positives; rank 2 with one other above; no positive
-    hit = M.hits(np.array([0, 2, 2, 10]), np.array([0, 2, 1, 0]), 10)
-    assert hit.tolist() == [True, True, False, False]
+    g, zeros, p = np.array([0, 2, 2, 10]), np.zeros(4, np.int64), np.array([1, 1, 1, 0])
+    for policy in T.POLICIES:
+        hit = T.vigor_hits(g, zeros, p, np.array([0, 2, 1, 0]), zeros, policy)
+        assert hit.tolist() == [1, 1, 0, 0]
 
 
 def official_ap(rows_good):
@@ -77,12 +82,18 @@ def test_average_precision_hand_made():
     assert ap[3] == pytest.approx(official_ap([1, 2, 7]))
 
 
-def test_positive_positions_with_ties():
-    # row 0: two tied positives first, a third below one tied negative
+def test_positions_with_ties_by_policy():
+    # row 0: two tied positives first, a third tied with one negative; row 1 alone
     scores = np.array([0.9, 0.9, 0.5, 0.7])
     above = np.array([0, 0, 3, 2])
-    pos = M.positive_positions(above, scores, np.array([0, 3, 4]))
-    assert pos.tolist() == [0, 1, 3, 2]
+    tied = np.array([2, 2, 2, 1])
+    indptr = np.array([0, 3, 4])
+    ap = {p: T.average_precision(above, tied, scores, indptr, p) for p in T.POLICIES}
+    np.testing.assert_allclose(ap["optimistic"], M.average_precision(np.array([0, 1, 3, 2]), indptr))
+    np.testing.assert_allclose(ap["pessimistic"], M.average_precision(np.array([0, 1, 4, 2]), indptr))
+    half = (M.average_precision(np.array([0, 1, 3]), indptr[:2])
+            + M.average_precision(np.array([0, 1, 4]), indptr[:2])) / 2
+    assert ap["expected"][0] == pytest.approx(half[0]) and ap["expected"][1] == ap["optimistic"][1]
 
 
 def brute_ap(s, positives):
@@ -108,7 +119,7 @@ def test_ap_and_cmc_match_brute_force_with_many_positives():
             for i in range(30)]
     rows[4] = []
     res = evaluate(q, r, CSR.from_lists(rows), "u1652_s2d",
-                   EvalOptions(block_queries=7, block_references=16))
+                   EvalOptions(block_queries=7, block_references=16, ties="optimistic"))
     s = (q.astype(np.float64)[:, None] * r.astype(np.float64)[None]).sum(-1)
     np.testing.assert_allclose(res.per_query["ap"], brute_ap(s, rows), atol=1e-12)
     assert res.metrics["ap"] == pytest.approx(100 * brute_ap(s, rows).mean())

@@ -217,27 +217,35 @@ class _Ranks:
     """Per query block: thresholds (canonical positive scores), their ±tol band in
     float32, the counts being accumulated, and exact re-scoring of band members."""
 
-    def __init__(self, engine: Any, q0: int, thresholds: np.ndarray, above: np.ndarray) -> None:
+    def __init__(self, engine: Any, q0: int, thresholds: np.ndarray, above: np.ndarray,
+                 tied: np.ndarray) -> None:
         tol = engine.plan.tolerance
         self.engine, self.q0, self.thresholds, self.above = engine, q0, thresholds, above
+        self.tied = tied
         self.lo = np.ascontiguousarray((thresholds - tol).astype(np.float32))
         self.hi = np.ascontiguousarray((thresholds + tol).astype(np.float32))
         self.live = [j for j in range(thresholds.shape[1]) if np.isfinite(thresholds[:, j]).any()]
         self.r0 = 0
 
     def resolve(self, rows: np.ndarray, cols: np.ndarray, j: int) -> None:
-        """Count band members (block rows/columns) whose canonical score is above."""
+        """Count band members (block rows/columns) whose canonical score is above, and
+        those exactly equal (the threshold's own positive included): every exact tie
+        lies inside the band, so both counts are exact."""
         exact = pair_scores(self.engine.query, self.engine.reference, rows + self.q0,
                             cols + self.r0)
-        np.add.at(self.above[:, j], rows, exact > self.thresholds[rows, j])
+        thr = self.thresholds[rows, j]
+        np.add.at(self.above[:, j], rows, exact > thr)
+        np.add.at(self.tied[:, j], rows, exact == thr)
 
 
 def run_query_block(engine: Any, q0: int, q1: int, thresholds: np.ndarray, above: np.ndarray,
-                    top_i: np.ndarray, top_s: np.ndarray, handle: Any) -> None:
-    """Count references above each threshold and update the top-K, block by block."""
+                    tied: np.ndarray, top_i: np.ndarray, top_s: np.ndarray,
+                    handle: Any) -> None:
+    """Count references above (and tied with) each threshold and update the top-K,
+    block by block."""
     plan = engine.plan
     nr = engine.reference.shape[0]
-    ranks = _Ranks(engine, q0, thresholds, above)
+    ranks = _Ranks(engine, q0, thresholds, above, tied)
     qb = engine.queries(q0, q1)
     for r0 in range(0, nr, plan.block_references):
         r1 = min(nr, r0 + plan.block_references)

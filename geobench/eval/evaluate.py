@@ -14,6 +14,7 @@ import numpy as np
 
 from geobench.errors import UsageError
 from geobench.eval import metrics as M
+from geobench.eval import ties as T
 from geobench.eval.approx import ApproxOptions, approximate_search, parse_search, recall_lost
 from geobench.eval.csr import CSR
 from geobench.eval.features import read_features
@@ -48,6 +49,7 @@ class EvalOptions:
     nprobe: int | None = None        # faiss IVF cells visited
     ef_search: int | None = None     # faiss HNSW search breadth
     exact_sample: int = 1000         # queries also searched exactly to measure the loss
+    ties: str = "expected"  # expected | optimistic | pessimistic (geobench.eval.ties)
 
     def search_options(self) -> SearchOptions:
         return SearchOptions(self.memory_bytes, self.backend, self.device,
@@ -93,6 +95,7 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
     semi_positives: reference row numbers per query; latlon: (N, 2) degrees.
     """
     proto = get_protocol(protocol)
+    policy = T.check_policy(options.ties)
     if options.save_topk < 0:
         raise UsageError(f"--save-topk must be >= 0, got {options.save_topk}")
     ks = tuple(sorted(set(BASE_KS) | set(proto.ks) | set(options.ks)))
@@ -119,9 +122,12 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
         k_rank = max(max(ks), k1, k_search, M.curve_k_max(nr, k1))
         res = approximate_search(query, reference, positives, k=k_rank, keep=k_search,
                                  options=approx, memory_bytes=options.memory_bytes)
-    ranks = res.ranks
-    values: dict[str, float] = {f"r@{k}": M.recall_at(ranks, k, nr) for k in ks}
-    values["r@1%"] = M.recall_at(ranks, k1, nr)
+    ranks, t, p = res.ranks, res.tied_nonpositives, res.tied_positives
+    counted = t is not None
+    if not counted:  # approximate search: the index order has decided ties
+        t, p = np.zeros(nq, np.int64), (res.positives.lengths > 0).astype(np.int64)
+    values: dict[str, float] = {f"r@{k}": T.recall_at(ranks, t, p, k, policy, nr) for k in ks}
+    values["r@1%"] = T.recall_at(ranks, t, p, k1, policy, nr)
     values["k_1pct"] = k1
     per_query: dict[str, np.ndarray] = {}
     has = res.positives.lengths > 0
@@ -129,13 +135,14 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
         if semi_positives is None:
             notes.append(f"protocol {proto.name}: no semi-positives given, hit rate skipped")
         else:
-            semi_above = _semi_above(query, reference, res.positives, res.positive_scores,
-                                     semi_positives)
-            per_query["hit"] = M.hits(ranks, semi_above, nr)
-            values["hit_rate"] = 100.0 * float(per_query["hit"].mean())
+            semi_above, semi_tied = _semi_above(query, reference, res.positives,
+                                                res.positive_scores, semi_positives)
+            hit = T.vigor_hits(ranks, t, p, semi_above, semi_tied, policy)
+            per_query["hit"] = hit if policy == "expected" else hit.astype(bool)
+            values["hit_rate"] = 100.0 * float(hit.mean())
     if proto.ap:
-        positions = M.positive_positions(res.above, res.positive_scores, res.positives.indptr)
-        per_query["ap"] = M.average_precision(positions, res.positives.indptr)
+        per_query["ap"] = T.average_precision(res.above, res.tied, res.positive_scores,
+                                              res.positives.indptr, policy)
         values["ap"] = 100.0 * float(per_query["ap"].mean())
     if want_error:
         top1 = res.topk_indices[:, 0]
@@ -147,8 +154,13 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
     if not has.all():
         notes.append(f"{values['n_no_positive']} of {nq} queries have no positive; "
                      f"they count as misses")
+    if counted:
+        values.update(T.tie_summary(t, p))
+        warning = T.collapsed_warning(t, p, nr, policy)
+        if warning:
+            notes.insert(0, warning)
     k_max = M.curve_k_max(nr, k1)
-    curve_k, curve_recall = M.recall_curve(ranks, k_max)
+    curve_k, curve_recall = T.recall_curve(ranks, t, p, k_max, policy)
     seconds = time.perf_counter() - start
     if factory is not None:
         values["search"] = approx.label  # type: ignore[assignment]
@@ -159,15 +171,18 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
     keep = options.save_topk
     return EvalResult(proto, nq, nr, ranks, k1, curve_k, curve_recall, values, per_query,
                       res.topk_indices[:, :keep], res.topk_scores[:, :keep], res.plan, seconds,
-                      notes)
+                      notes, ties=policy if counted else "index order",
+                      tied_nonpositives=t if counted else None,
+                      tied_positives=p if counted else None)
 
 
 evaluate_arrays = evaluate  # the name used in the team's interface notes
 
 
 def _semi_above(query: np.ndarray, reference: np.ndarray, positives: CSR,
-                scores: np.ndarray, semi: CSR) -> np.ndarray:
-    """Per query, semi-positives (not also positives) strictly above the best positive."""
+                scores: np.ndarray, semi: CSR) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, semi-positives (not also positives) strictly above the best positive,
+    and those tied with it."""
     if semi.n_rows != positives.n_rows:
         raise UsageError(f"semi-positives have {semi.n_rows} rows for {positives.n_rows} queries")
     semi = semi.unique()
@@ -178,8 +193,10 @@ def _semi_above(query: np.ndarray, reference: np.ndarray, positives: CSR,
     nr = reference.shape[0]
     keep = ~np.isin(rows * nr + semi.indices, positives.row_ids() * nr + positives.indices)
     rows, cols = rows[keep], semi.indices[keep]
-    above = pair_scores(query, reference, rows, cols) > best[rows]
-    return np.bincount(rows[above], minlength=positives.n_rows)
+    exact = pair_scores(query, reference, rows, cols)
+    n = positives.n_rows
+    return (np.bincount(rows[exact > best[rows]], minlength=n),
+            np.bincount(rows[exact == best[rows]], minlength=n))
 
 
 @dataclass

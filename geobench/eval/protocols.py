@@ -3,8 +3,8 @@
 A protocol fixes what an evaluation means: which images are queries and references,
 which ground-truth links count as positives, the R@1% cut-off rule (the field's rules
 differ by one, see reference/datasets.md §8), the K values reported and the extras
-(VIGOR hit rate and metre error, University-1652 AP). Ties always count in the query's
-favour: rank = number of references strictly more similar than the best positive.
+(VIGOR hit rate and metre error, University-1652 AP). Ties are a separate choice of the
+evaluation (`geobench.eval.ties`: expected rank by default).
 Queries without any positive count as misses (as the VG benchmark divides by all
 queries).
 """

@@ -46,3 +46,6 @@ class EvalResult:
     plan: BlockPlan
     seconds: float
     notes: list[str] = field(default_factory=list)
+    ties: str = "expected"  # the tie policy of `metrics` and the curve
+    tied_nonpositives: np.ndarray | None = None  # t per query (None: not counted)
+    tied_positives: np.ndarray | None = None  # p per query

@@ -1,12 +1,16 @@
 """results.h5 and metrics.csv: atomic writers, validating readers.
 
-results.h5: /ranks (Nq,) int64 (references strictly more similar than the best
-positive; n_reference marks a query without positives), /curve/k and /curve/recall
+results.h5: /ranks (Nq,) int64 (g: references strictly more similar than the best
+positive; n_reference marks a query without positives), /tied_nonpositives and
+/tied_positives (t, p: references scored exactly like the best positive, see
+`geobench.eval.ties`), /curve/k and /curve/recall
 (percent, every K up to max(100, K of R@1%)), /topk/indices and /topk/scores,
 /per_query/<name> (hit, ap, error_m where the protocol has them), optionally
 /descriptors/query|reference and /query/uids, /reference/uids; attributes: schema,
-protocol, k_1pct, one_percent_rule, run, dataset, split, model, checkpoint_sha256,
-dataset_sha256, features_sha256, versions, created_at, metrics (JSON), plan (JSON).
+protocol, ties (the policy of the metrics and curve), k_1pct, one_percent_rule, run,
+dataset, split, model, checkpoint_sha256, dataset_sha256, features_sha256, versions
+(geobench, python, numpy, pandas, h5py, torch), created_at, metrics (JSON), plan (JSON);
+each dataset carries a `description` attribute.
 metrics.csv: one row; METRICS_COLUMNS, then r@K for other K, then protocol extras.
 results.h5 is written first, so a metrics.csv always has complete results beside it.
 """
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geobench.errors import DataError, SchemaError
+from geobench.eval.ties import REFERENCE as TIES_REFERENCE
 from geobench.fileio import atomic_open, atomic_path
 
 if TYPE_CHECKING:
@@ -34,9 +39,9 @@ RESULTS_FILE, METRICS_FILE = "results.h5", "metrics.csv"
 METRICS_COLUMNS = ("run", "dataset", "split", "protocol", "model", "n_query", "n_reference",
                    "r@1", "r@5", "r@10", "r@1%", "k_1pct")
 TEXT_COLUMNS = ("run", "dataset", "split", "protocol", "model", "variant", "preset", "model_args",
-                "weights")
-_INT_COLUMNS = ("n_query", "n_reference", "k_1pct", "n_no_positive")
-_ATTR_TEXT = ("protocol", "one_percent_rule", "run", "dataset", "split", "model",
+                "weights", "ties")
+_INT_COLUMNS = ("n_query", "n_reference", "k_1pct", "n_no_positive", "n_tied_queries")
+_ATTR_TEXT = ("protocol", "one_percent_rule", "run", "dataset", "split", "model", "ties",
               "checkpoint_sha256", "dataset_sha256", "features_sha256", "created_at")
 
 
@@ -51,6 +56,8 @@ class StoredResults:
     topk_scores: np.ndarray
     per_query: dict[str, np.ndarray] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    tied_nonpositives: np.ndarray | None = None  # absent in files of older versions
+    tied_positives: np.ndarray | None = None
 
 
 def _versions() -> dict[str, str]:
@@ -58,7 +65,14 @@ def _versions() -> dict[str, str]:
 
     from geobench.prepared import versions
 
-    return {**versions(), "h5py": h5py.__version__}
+    out = {**versions(), "h5py": h5py.__version__}
+    try:  # the evaluation itself needs no torch (features files); record it when present
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:
+        out["torch"] = ""
+    return out
 
 
 def metrics_row(result: EvalResult, provenance: Provenance) -> dict[str, Any]:
@@ -74,6 +88,7 @@ def metrics_row(result: EvalResult, provenance: Provenance) -> dict[str, Any]:
     values = result.metrics
     for key in METRICS_COLUMNS[7:]:
         row[key] = values[key]
+    row["ties"] = result.ties
     for key, value in values.items():
         if key not in row:
             row[key] = value
@@ -103,6 +118,7 @@ def write_results(out_dir: str | Path, result: EvalResult, provenance: Provenanc
     row = metrics_row(result, provenance)
     attrs = {"schema": SCHEMA, "protocol": result.protocol.name,
              "one_percent_rule": result.protocol.one_percent_rule,
+             "ties": result.ties, "ties_reference": TIES_REFERENCE,
              "k_1pct": int(result.k_one_percent), "run": provenance.run,
              "dataset": provenance.dataset, "split": provenance.split, "model": provenance.model,
              "checkpoint_sha256": provenance.checkpoint_sha256,
@@ -120,11 +136,14 @@ def write_results(out_dir: str | Path, result: EvalResult, provenance: Provenanc
     results_path, metrics_path = out / RESULTS_FILE, out / METRICS_FILE
     with atomic_path(results_path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs.update(attrs)
-        h5.create_dataset("ranks", data=np.asarray(result.ranks, dtype=np.int64))
-        h5.create_dataset("curve/k", data=np.asarray(result.curve_k, dtype=np.int64))
-        h5.create_dataset("curve/recall", data=np.asarray(result.curve_recall, dtype=np.float64))
-        h5.create_dataset("topk/indices", data=np.asarray(result.topk_indices, dtype=np.int64))
-        h5.create_dataset("topk/scores", data=np.asarray(result.topk_scores, dtype=np.float32))
+        _dataset(h5, "ranks", np.asarray(result.ranks, dtype=np.int64))
+        if result.tied_nonpositives is not None:
+            _dataset(h5, "tied_nonpositives", np.asarray(result.tied_nonpositives, np.int64))
+            _dataset(h5, "tied_positives", np.asarray(result.tied_positives, np.int64))
+        _dataset(h5, "curve/k", np.asarray(result.curve_k, dtype=np.int64))
+        _dataset(h5, "curve/recall", np.asarray(result.curve_recall, dtype=np.float64))
+        _dataset(h5, "topk/indices", np.asarray(result.topk_indices, dtype=np.int64))
+        _dataset(h5, "topk/scores", np.asarray(result.topk_scores, dtype=np.float32))
         for name, values in result.per_query.items():
             h5.create_dataset(f"per_query/{name}", data=np.asarray(values))
         if descriptors is not None:
@@ -136,6 +155,28 @@ def write_results(out_dir: str | Path, result: EvalResult, provenance: Provenanc
                                   dtype=h5py.string_dtype())
     write_metrics(metrics_path, [row])
     return results_path, metrics_path
+
+
+# What each dataset holds, stored as its `description` attribute so the file reads alone.
+DESCRIPTIONS = {
+    "ranks": "per query, g = number of references strictly more similar than its best "
+             "positive (0-based rank under the optimistic policy: 0 means top-1); "
+             "n_reference for a query without positives",
+    "tied_nonpositives": "per query, t = non-positive references whose score equals the "
+                         "best positive's (canonical float64 score)",
+    "tied_positives": "per query, p = positives whose score equals the best positive's "
+                      "(itself included; 0 without positives). With g and t any tie policy "
+                      "is recomputed: P(X >= j) = C(t,j)/C(t+p,j), hit@K = P(g + X < K)",
+    "curve/k": "K = 1..max(100, K of R@1%)",
+    "curve/recall": "R@K in percent over all queries under the file's tie policy",
+    "topk/indices": "per query, 0-based reference row numbers of the most similar "
+                    "references, by score descending (equal scores: lower row first)",
+    "topk/scores": "float32 inner products aligned with /topk/indices",
+}
+
+
+def _dataset(h5: Any, name: str, data: np.ndarray) -> None:
+    h5.create_dataset(name, data=data).attrs["description"] = DESCRIPTIONS[name]
 
 
 def _format(value: Any) -> str:
@@ -234,8 +275,14 @@ def read_results(path: str | Path) -> StoredResults:
             raise SchemaError(f"{path}:/topk/indices: shape {top_i.shape}, expected ({nq}, K) "
                               f"matching /topk/scores {top_s.shape}")
         per_query = {name: h5["per_query"][name][...] for name in h5.get("per_query", {})}
+        tied = {name: h5[name][...] for name in ("tied_nonpositives", "tied_positives")
+                if name in h5}
+        for name, values in tied.items():
+            if values.shape != ranks.shape:
+                raise SchemaError(f"{path}:/{name}: shape {values.shape}, expected ({nq},)")
         try:
             metrics = json.loads(attrs.get("metrics", "{}"))
         except json.JSONDecodeError:
             raise SchemaError(f"{path}: attribute 'metrics' is not valid JSON") from None
-    return StoredResults(path, attrs, ranks, k, recall, top_i, top_s, per_query, metrics)
+    return StoredResults(path, attrs, ranks, k, recall, top_i, top_s, per_query, metrics,
+                         tied.get("tied_nonpositives"), tied.get("tied_positives"))

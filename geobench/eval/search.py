@@ -5,15 +5,18 @@ in blocks sized from a memory budget; each block product is one float32 matrix p
 (numpy/BLAS on CPU, torch on a GPU), and everything else done to a block is a cheap
 comparison pass, so the product dominates the run time.
 
-Exactness. A query's rank is the number of references *strictly* more similar than its
-best positive (ties count in the query's favour). Comparing a float32 GEMM score with a
+Exactness. A query's rank g is the number of references *strictly* more similar than
+its best positive; beside it the search counts the references whose score *equals* the
+best positive's (t non-positives, p positives), from which `geobench.eval.ties` gives
+every metric under any tie policy. Comparing a float32 GEMM score with a
 separately computed positive score would let rounding decide ties (a positive could even
 outrank itself, and the answer could change with the block size). So the *canonical*
 score of a pair is the float64 sum of its exact float32 products, a deterministic
 function of the two vectors: duplicated descriptors tie exactly. A reference is counted
 from the GEMM score when it is clearly above the threshold (by more than a rounding
-bound `tol`); the few inside the ±tol band are re-scored canonically. Ranks are therefore
-identical for every block size, backend and device.
+bound `tol`); the few inside the ±tol band are re-scored canonically, and an exact tie
+always lies inside the band. Ranks and tie counts are therefore identical for every block
+size, backend and device.
 """
 from __future__ import annotations
 
@@ -46,7 +49,11 @@ class SearchResult:
     descending (ties by reference number); positive_scores aligned with it.
     above: aligned with positives, references strictly more similar than that positive
     (only the first of each row unless all_positives was asked for; -1 elsewhere).
-    ranks: above of the best positive, or n_reference for a query without positives.
+    tied: aligned likewise, references (positives included, itself too) whose canonical
+    score equals that positive's.
+    ranks: above of the best positive (g), or n_reference for a query without positives.
+    tied_nonpositives (t), tied_positives (p): per query, the non-positive references and
+    the positives whose score equals the best positive's (p >= 1 when it has one).
     """
 
     ranks: np.ndarray
@@ -57,6 +64,10 @@ class SearchResult:
     topk_scores: np.ndarray
     n_reference: int
     plan: BlockPlan
+    # None where a search cannot count ties (faiss: the index order decides them)
+    tied_nonpositives: np.ndarray | None = None
+    tied_positives: np.ndarray | None = None
+    tied: np.ndarray | None = None
 
 
 def search(query: np.ndarray, reference: np.ndarray, positives: CSR, *, k: int = 0,
@@ -95,6 +106,7 @@ def search(query: np.ndarray, reference: np.ndarray, positives: CSR, *, k: int =
     tol = tolerance(query, reference)
     plan = plan_blocks(nq, nr, dim, options, name, device, tol, k)
     above = np.zeros(thresholds.shape, dtype=np.int64)
+    tied = np.zeros(thresholds.shape, dtype=np.int64)
     top_i = np.full((nq, k), -1, dtype=np.int64)
     top_s = np.full((nq, k), -np.inf, dtype=np.float32)
     engine = blocks.make_engine(name, device, query, reference, plan, options.memory_bytes)
@@ -103,13 +115,19 @@ def search(query: np.ndarray, reference: np.ndarray, positives: CSR, *, k: int =
         for q0 in range(0, nq, plan.block_queries):
             q1 = min(nq, q0 + plan.block_queries)
             blocks.run_query_block(engine, q0, q1, thresholds[q0:q1], above[q0:q1],
-                                    top_i[q0:q1], top_s[q0:q1], handle)
+                                    tied[q0:q1], top_i[q0:q1], top_s[q0:q1], handle)
     has = lengths > 0
     ranks = np.where(has, above[:, 0], nr).astype(np.int64)
     flat_above = np.full(len(rows), -1, dtype=np.int64)
     flat_above[used] = above[rows[used], slot[used]]
+    flat_tied = np.full(len(rows), -1, dtype=np.int64)
+    flat_tied[used] = tied[rows[used], slot[used]]
+    best = np.full(nq, np.nan)
+    best[has] = scores[pos.indptr[:-1][has]]
+    p = np.bincount(rows[scores == best[rows]], minlength=nq).astype(np.int64)
+    t = np.where(has, tied[:, 0] - p, 0).astype(np.int64)
     top_i, top_s = _sort_topk(top_i, top_s)
-    return SearchResult(ranks, pos, scores, flat_above, top_i, top_s, nr, plan)
+    return SearchResult(ranks, pos, scores, flat_above, top_i, top_s, nr, plan, t, p, flat_tied)
 
 
 def _sort_topk(idx: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
