@@ -497,8 +497,13 @@ def report_cmd(
     sort: Annotated[Optional[str], typer.Option(help="Column to sort by.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write recall@K curves to this PNG.")] = None,
     paper: Annotated[Optional[str], typer.Option(help="Add published rows for a dataset.")] = None,
-    check: Annotated[Optional[Path], typer.Option(help="Baseline metrics CSV to compare.")] = None,
+    check: Annotated[Optional[Path], typer.Option(
+        help="Baseline metrics CSV to compare, or paper:METHOD[@PROTOCOL] to gate the runs "
+        "against a published row (data/paper_results.csv).")] = None,
     tolerance: Annotated[float, typer.Option(help="Allowed drop in points.")] = 1.0,
+    ablation: Annotated[bool, typer.Option(
+        help="Pivot the runs into an ablation table: rows = variants, columns = R@1/R@5/R@10/R@1% "
+        "per dataset (--format md | latex | csv).")] = False,
     html: Annotated[Optional[Path], typer.Option(
         help="Write a self-contained HTML report (table, curves, examples, provenance).")] = None,
     quiet: Quiet = False,
@@ -522,7 +527,11 @@ def report_cmd(
     if paper:
         rows = pd.concat([rows, paper_rows(paper)], ignore_index=True, sort=False)
     rows = sort_rows(rows, sort)
-    if table or (plot is None and check is None and html is None):
+    if ablation:
+        from geobench.report.ablation import ablation_table, render_ablation
+
+        typer.echo(render_ablation(ablation_table(rows), format), nl=False)
+    elif table or (plot is None and check is None and html is None):
         typer.echo(render(rows, format), nl=False)
     if plot is not None:
         typer.echo(f"wrote {plot_curves(rows, plot)}", err=True)
@@ -531,7 +540,10 @@ def report_cmd(
 
         typer.echo(f"wrote {write_html(rows, html)}", err=True)
     if check is not None:
-        result = check_table(rows, check, tolerance)
+        from geobench.report.published import check_published, is_published_spec
+
+        result = (check_published(rows, str(check), tolerance) if is_published_spec(check)
+                  else check_table(rows, check, tolerance))
         typer.echo("\n".join(result.lines))
         if not result.ok:
             typer.echo(f"error: {result.failures} metric(s) dropped by more than {tolerance:g} "

@@ -84,6 +84,14 @@ def test_set_on_the_command_line_layers_over_card_and_yaml(world, tmp_path, invo
     assert cfg["model_args"] == {"width": 6, "dim": 12} and cfg["loss_args"]["gamma"] == 5
     assert cfg["variant"] == f"{name} width=6 dim=12" and cfg["preset"] == "tiny"
     assert cfg["model_args_full"]["dropout"] == 0.1 and cfg["model_args_full"]["width"] == 6
+    # The evaluation's files name the same row.
+    res = invoke("eval", out, "--data", world, "--split", "test", "--protocol", "pairs", "--quiet")
+    assert res.exit_code == 0, res.output
+    from geobench.eval.results import read_metrics
+
+    row = read_metrics(next(out.glob("eval/*/metrics.csv"))).iloc[0]
+    assert (row["variant"], row["preset"]) == (f"{name} width=6 dim=12", "tiny")
+    assert json.loads(row["model_args"]) == cfg["model_args_full"]
 
 
 @pytest.mark.parametrize("sets,message", [

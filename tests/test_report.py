@@ -67,7 +67,8 @@ def test_paper_rows():
     rows = paper_rows("cvusa")
     safa = rows[rows["model"] == "SAFA"].iloc[0]
     assert safa["r@1"] == pytest.approx(89.84) and safa["kind"] == "paper"
-    assert safa["run"] == "[paper] SAFA" and "models.md" in safa["source"]
+    assert safa["run"] == "[paper] SAFA" and "Shi et al." in safa["source"]
+    assert safa["source"].startswith("[compiled] ") and safa["k_rule"] == "floor(N/100)"
     vigor = paper_rows("vigor")
     assert set(vigor["protocol"]) == {"vigor_same", "vigor_cross"}
     s4g = vigor[(vigor["model"] == "Sample4Geo") & (vigor["protocol"] == "vigor_same")].iloc[0]

@@ -81,9 +81,31 @@ def paper_rows(name: str) -> pd.DataFrame:
     })
     for col in ("r@1", "r@5", "r@10", "r@1%", "hit_rate", "ap"):
         rows[col] = data[col].astype(float)
+    rows["k_rule"] = data["k_rule"].fillna("")
+    rows["note"] = [_paper_note(pos, dis) for pos, dis in zip(data["positives"], data["distractors"])]
     rows["source"] = "[" + data["provenance"] + "] " + data["source"]
     rows["kind"] = "paper"
     return rows.reset_index(drop=True)
+
+
+def read_paper_results():
+    """The packaged data/paper_results.csv as a frame (one row per method x protocol)."""
+    from importlib.resources import files
+
+    import pandas as pd
+
+    with files("geobench.data").joinpath("paper_results.csv").open("r", encoding="utf-8") as fh:
+        return pd.read_csv(fh, dtype=str, keep_default_na=False)
+
+
+def _paper_note(positives: object, distractors: object) -> str:
+    """What makes a published row differ from the geobench protocol of the same name."""
+    notes = []
+    if isinstance(positives, str) and positives and positives != "protocol":
+        notes.append(f"positives: {positives}")
+    if isinstance(distractors, str) and distractors:
+        notes.append(f"distractors {distractors}")
+    return "; ".join(notes)
 
 
 def _family(protocol: str) -> str:
@@ -113,7 +135,7 @@ def sort_rows(table: pd.DataFrame, by: str | None,
 
 def display_columns(table: pd.DataFrame) -> list[str]:
     """Key, R@1/5/10, R@1% (+K), other R@K, extras; empty columns dropped."""
-    base = ["run", "dataset", "split", "protocol", "model", "r@1", "r@5", "r@10", "r@1%"]
+    base = ["run", "dataset", "split", "protocol", "model", "variant", "r@1", "r@5", "r@10", "r@1%"]
     extra_k = sorted((c for c in table.columns if c.startswith("r@") and c not in base
                       and c[2:].isdigit()), key=lambda c: int(c[2:]))
     extras = [c for c in ("hit_rate", "ap", "error_median_m", "error_mean_m", "n_no_positive")
@@ -123,6 +145,7 @@ def display_columns(table: pd.DataFrame) -> list[str]:
     cols = [c for c in base + extra_k + extras if c in table.columns]
     cols = [c for c in cols if not table[c].isna().all() and not (table[c] == "").all()]
     if "source" in table.columns and (table.get("kind") == "paper").any():
+        cols += [c for c in ("k_rule", "note") if c in table.columns and (table[c].fillna("") != "").any()]
         cols.append("source")
     return cols
 
@@ -145,7 +168,8 @@ def _missing(value: object) -> bool:
     return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 
 
-_HEADERS = {"r@1%": "R@1%", "r@1_lost": "R@1 lost", "hit_rate": "Hit", "ap": "AP", "error_median_m": "median err (m)",
+_HEADERS = {"r@1%": "R@1%", "r@1_lost": "R@1 lost", "k_rule": "R@1% K rule", "hit_rate": "Hit",
+            "ap": "AP", "error_median_m": "median err (m)",
             "error_mean_m": "mean err (m)", "n_no_positive": "no pos."}
 
 
