@@ -74,6 +74,8 @@ def _first_missing(frame: pd.DataFrame, cols: tuple[str, str]) -> int | None:
 
 def resolve_metric(frame: pd.DataFrame, metric: str, path: Path) -> str:
     """"utm" or "latlon" for these index rows, or a one-line DataError saying why not."""
+    if metric not in METRICS:
+        raise UsageError(f"metric {metric!r} is not one of {' | '.join(METRICS)}")
     utm_gap = _first_missing(frame, ("utm_e", "utm_n"))
     ll_gap = _first_missing(frame, ("lat", "lon"))
 
@@ -193,15 +195,17 @@ def sample_negatives(rng: np.random.Generator, exclude: Links, count: int) -> np
         raise UsageError(f"query row {bad} has no reference beyond the negative radius; "
                          f"use a smaller --negative-radius")
     qi, ri = exclude.pairs()
-    banned = np.sort(qi * nr + ri)
+    # Sorted (query, reference) keys of the banned pairs, closed by a sentinel above every
+    # real key so a lookup always lands on an element (no links at all, or none for the
+    # last query, would otherwise search past the end).
+    banned = np.append(np.sort(qi * nr + ri), nq * nr)
     out = np.full((nq, count), -1, dtype=np.int64)
     todo = np.repeat(np.arange(nq), count)
     slot = np.tile(np.arange(count), nq)
     while todo.size:
         cand = rng.integers(0, nr, size=todo.size)
         key = todo * nr + cand
-        hit = np.searchsorted(banned, key)
-        ok = (hit >= banned.size) | (banned[np.minimum(hit, banned.size - 1)] != key)
+        ok = banned[np.searchsorted(banned, key)] != key
         out[todo[ok], slot[ok]] = cand[ok]
         todo, slot = todo[~ok], slot[~ok]
     return out
@@ -213,11 +217,14 @@ def nearest_neighbours(points: Any, k: int, metric: str = "utm",
     batch sampling (Sample4Geo puts geographic neighbours in the same batch)."""
     from scipy.spatial import cKDTree
 
+    if metric not in ("utm", "latlon"):
+        raise UsageError(f"metric {metric!r} is not one of utm | latlon")
     pts = _as_points(points, "points")
     n = len(pts)
     k_eff = min(k + int(exclude_self), n)
-    if k < 1 or k_eff < 1:
-        raise UsageError(f"k={k} neighbours needs k >= 1 and more than one point")
+    if k < 1 or n - int(exclude_self) < 1:
+        raise UsageError(f"k={k} neighbours of {n} point(s) needs k >= 1 and at least one "
+                         f"other point")
     space = latlon_to_unit(pts[:, 0], pts[:, 1]) if metric == "latlon" else pts
     dist, idx = cKDTree(space).query(space, k=k_eff)
     idx, dist = np.atleast_2d(idx.reshape(n, -1)), np.atleast_2d(dist.reshape(n, -1))

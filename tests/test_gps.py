@@ -92,9 +92,3 @@ def test_enu_round_trip_and_axes():
     e2, n2, u2 = gps.latlon_to_enu(lat, lon, lat0, lon0, h, h0)
     assert np.abs(np.stack([e2 - east, n2 - north, u2 - up])).max() < 1e-6
 
-
-def test_bearing():
-    assert gps.bearing_deg(0, 0, 1, 0) == pytest.approx(0.0)
-    assert gps.bearing_deg(0, 0, 0, 1) == pytest.approx(90.0)
-    assert gps.bearing_deg(0, 0, -1, 0) == pytest.approx(180.0)
-    assert gps.bearing_deg(0, 179.9, 0, -179.9) == pytest.approx(90.0)

@@ -91,9 +91,9 @@ def _locations(base: Path) -> np.ndarray | None:
 def _polar_size(opts: CVUSAOptions) -> tuple[int, int]:
     if opts.model is None:
         return tuple(int(v) for v in opts.polar_size)  # type: ignore[return-value]
-    from geobench.models.registry import MODELS
+    from geobench.models import describe  # loads the zoo, so every model is known
 
-    size = MODELS.card(opts.model).input_size.get("polar")
+    size = describe(opts.model)["input_size"].get("polar")
     if size is None:
         raise UsageError(f"model {opts.model!r} has no polar input size on its card; pass "
                          f"--polar-size HxW instead")

@@ -212,9 +212,11 @@ def ecef_to_geodetic(x: Any, y: Any, z: Any) -> tuple[np.ndarray, ...]:
         p = np.arctan2(z + WGS84_E2 * nu * np.sin(p), rho)
     nu = WGS84_A / np.sqrt(1 - WGS84_E2 * np.sin(p) ** 2)
     cos_p = np.cos(p)
-    # Near the poles rho/cos is ill-conditioned; use the z form there.
-    h = np.where(np.abs(cos_p) > 1e-3, rho / np.where(cos_p == 0, 1, cos_p) - nu,
-                 z / np.sin(p) - nu * (1 - WGS84_E2))
+    # Near the poles rho/cos is ill-conditioned; use the z form there (np.where evaluates
+    # both forms: the z form divides by zero on the equator, where it is not used).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(np.abs(cos_p) > 1e-3, rho / np.where(cos_p == 0, 1, cos_p) - nu,
+                     z / np.sin(p) - nu * (1 - WGS84_E2))
     return np.degrees(p), lon, h
 
 
@@ -246,12 +248,3 @@ def enu_to_latlon(east: Any, north: Any, up: Any, lat0: float, lon0: float,
     lat, lon, h = ecef_to_geodetic(d[..., 0] + x0, d[..., 1] + y0, d[..., 2] + z0)
     return _out(lat, scalar), _out(lon, scalar), _out(h, scalar)
 
-
-def bearing_deg(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
-    """Initial great-circle bearing from point 1 to point 2, degrees clockwise from north."""
-    scalar = _is_scalar(lat1, lon1, lat2, lon2)
-    p1, p2 = np.radians(np.asarray(lat1, dtype=float)), np.radians(np.asarray(lat2, dtype=float))
-    dlam = np.radians(np.asarray(lon2, dtype=float) - np.asarray(lon1, dtype=float))
-    y = np.sin(dlam) * np.cos(p2)
-    x = np.cos(p1) * np.sin(p2) - np.sin(p1) * np.cos(p2) * np.cos(dlam)
-    return _out(np.degrees(np.arctan2(y, x)) % 360.0, scalar)

@@ -1,0 +1,145 @@
+"""Edges of the GPS and polar geometry that decide published numbers (issue 18).
+
+Each test here was written against a mutant that survived the rest of the suite: a
+shifted zone boundary, a square crop taken from the wrong place, a size check that
+let zero through.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geobench.errors import DataError, UsageError
+from geobench.geometry import gps
+from geobench.geometry.polar import (
+    PolarParams,
+    center_square,
+    column_heading,
+    polar_coords,
+    polar_numpy,
+    polar_transform,
+)
+
+# --------------------------------------------------------------------------- UTM zones
+
+
+@pytest.mark.parametrize("lat, lon, zone", [
+    # Svalbard: zones 31/33/35/37 over [0, 9), [9, 21), [21, 33), [33, 42), lat 72..84
+    (78.0, 0.0, 31), (78.0, 8.99, 31), (78.0, 9.0, 33), (78.0, 9.5, 33), (78.0, 20.99, 33),
+    (78.0, 21.0, 35), (78.0, 32.99, 35), (78.0, 33.0, 37), (78.0, 41.99, 37),
+    (78.0, 42.0, 38), (84.0, 9.5, 33), (72.0, 9.5, 33), (71.99, 9.5, 32),
+    (78.0, -0.01, 30),
+    # south-west Norway: zone 32 over lon [3, 12), lat [56, 64)
+    (56.0, 3.0, 32), (55.99, 3.0, 31), (63.99, 11.99, 32), (64.0, 5.0, 31), (60.0, 2.99, 31),
+    (60.0, 12.0, 33),
+    # the regular 6-degree zones, including their left edges
+    (0.0, -180.0, 1), (0.0, -174.0, 2), (0.0, -174.01, 1), (45.0, 6.0, 32),
+])
+def test_utm_zone_boundaries(lat, lon, zone):
+    assert gps.utm_zone(lat, lon) == zone
+
+
+def test_utm_zone_broadcasts_and_zone_letters_cover_the_range():
+    zones = gps.utm_zone(np.array([78.0, 60.0, 0.0]), np.array([9.5, 5.0, 3.0]))
+    assert zones.tolist() == [33, 32, 31]
+    assert [gps.zone_letter(v) for v in (-80.0, -72.01, -72.0, 0.0, -0.01, 71.99, 72.0, 84.0)] \
+        == ["C", "C", "D", "N", "M", "W", "X", "X"]
+    with pytest.raises(UsageError, match="outside the UTM range"):
+        gps.zone_letter(-80.01)
+
+
+def test_forced_zone_must_be_a_real_zone():
+    for zone in (0, 61):
+        with pytest.raises(UsageError, match="not in 1..60"):
+            gps.latlon_to_utm(10.0, 3.0, zone_number=zone)
+        with pytest.raises(UsageError, match="not in 1..60"):
+            gps.utm_to_latlon(500000.0, 0.0, zone, "N")
+    assert gps.latlon_to_utm(10.0, 3.0, zone_number=60)[2] == 60
+    assert gps.utm_to_latlon(500000.0, 0.0, 1, "N")[1] == pytest.approx(-177.0)
+
+
+def test_southern_hemisphere_round_trip_from_the_letter():
+    e, n, z, letter = gps.latlon_to_utm(-33.8568, 151.2153)  # Sydney
+    assert (z, letter) == (56, "H") and n > 6e6
+    lat, lon = gps.utm_to_latlon(e, n, z, letter.lower())    # letters are case-insensitive
+    assert (lat, lon) == (pytest.approx(-33.8568, abs=1e-9), pytest.approx(151.2153, abs=1e-9))
+    with pytest.raises(UsageError, match="zone_letter or northern"):
+        gps.utm_to_latlon(e, n, z)
+
+
+def test_ecef_round_trip_away_from_the_equator_and_at_the_pole():
+    lat = np.array([0.0, 45.0, -63.5, 89.99999, 90.0])
+    lon = np.array([10.0, -120.0, 33.0, 5.0, 0.0])
+    h = np.array([0.0, 1200.0, -30.0, 10.0, 2.0])
+    x, y, z = gps.geodetic_to_ecef(lat, lon, h)
+    assert z[4] == pytest.approx(6356752.314245 + 2.0, abs=1e-3)  # polar radius + h
+    lat2, lon2, h2 = gps.ecef_to_geodetic(x, y, z)
+    assert np.abs(lat2 - lat).max() < 1e-9 and np.abs(h2 - h).max() < 1e-4
+    assert np.abs(lon2[:4] - lon[:4]).max() < 1e-9
+
+
+# --------------------------------------------------------------------------- polar
+
+
+def test_center_square_takes_the_middle():
+    img = np.arange(10 * 6).reshape(10, 6)
+    assert np.array_equal(center_square(img), img[2:8, :])
+    assert np.array_equal(center_square(img.T), img.T[:, 2:8])
+    odd = np.arange(7 * 4 * 3).reshape(7, 4, 3)
+    assert np.array_equal(center_square(odd), odd[1:5])
+
+
+def test_crop_square_transforms_the_centre_crop():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    got = polar_transform(img, (8, 24), crop_square=True)
+    assert np.array_equal(got, polar_transform(img[:, 8:48], (8, 24)))
+    with pytest.raises(DataError, match=r"tile\.png: aerial image is 40x56, not square"):
+        polar_transform(img, (8, 24), source="tile.png")
+
+
+def test_polar_sizes_must_be_positive():
+    for S, H, W in ((0, 4, 4), (-2, 4, 4), (8, 0, 4), (8, 4, 0)):
+        with pytest.raises(UsageError, match="polar sizes must be positive"):
+            polar_coords(S, H, W)
+    row, col = polar_coords(1, 1, 1)   # the smallest valid geometry
+    assert (row.shape, float(row[0, 0]), float(col[0, 0])) == ((1, 1), 0.5, 0.5)
+    assert PolarParams(size=(1, 1)).size == (1, 1)
+    for bad in ((0, 5), (5, 0), (2.5, 8)):
+        with pytest.raises(UsageError, match="not a valid polar size"):
+            PolarParams(size=bad)
+    with pytest.raises(UsageError, match="north 'up'"):
+        polar_coords(8, 4, 4, north="up")
+    with pytest.raises(UsageError, match="radius 'full'"):
+        polar_coords(8, 4, 4, radius="full")
+
+
+def test_polar_radius_conventions_on_the_first_and_last_rows():
+    S, H, W = 40, 10, 8
+    row, col = polar_coords(S, H, W)                         # safa: (S/2)(H-1-i)/H
+    assert row[0, 0] == pytest.approx(S / 2 + (S / 2) * (H - 1) / H) and row[-1, 0] == S / 2
+    row, _ = polar_coords(S, H, W, radius="seed")            # seed: (S/2)(H-i)/H
+    assert row[0, 0] == pytest.approx(S) and row[-1, 0] == pytest.approx(S / 2 + S / 2 / H)
+    # north="left" mirrors both axes (a W/2 roll of the default)
+    r1, c1 = polar_coords(S, H, W, north="left")
+    r0, c0 = polar_coords(S, H, W)
+    assert np.allclose(r1, np.roll(r0, W // 2, axis=1))
+    assert np.allclose(c1, np.roll(c0, W // 2, axis=1))
+
+
+def test_polar_numpy_zero_outside_and_grey_levels_kept():
+    img = np.full((16, 16), 200.0)
+    out = polar_numpy(img, (6, 12))
+    assert out.shape == (6, 12)
+    assert np.allclose(out, 200.0)           # inside the image: a flat image stays flat
+    # the seed radius reaches the border (r = S/2 on row 0): column 0 samples row S, just
+    # outside the image, which contributes zero
+    out = polar_numpy(img, (6, 12), radius="seed")
+    assert out[0, 0] == 0.0 and np.allclose(out[1:], 200.0)
+
+
+def test_column_heading_conventions():
+    assert column_heading(0, 8) == 180.0 and column_heading(4, 8) == 0.0
+    assert column_heading(2, 8) == 270.0                    # W/4: west
+    assert column_heading(0, 8, north="left") == 0.0
+    assert column_heading(2, 8, north="left") == 90.0
