@@ -7,6 +7,7 @@ User errors (GeobenchError) are printed on one line to stderr with a non-zero ex
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from collections.abc import Callable
@@ -41,7 +42,8 @@ def command(*args: Any, group: typer.Typer | None = None,
         def wrapper(*a: Any, **kw: Any) -> Any:
             set_quiet(bool(kw.get("quiet", False)))
             try:
-                return func(*a, **kw)
+                with one_line_warnings():
+                    return func(*a, **kw)
             except GeobenchError as exc:
                 typer.echo(f"error: {one_line(str(exc))}", err=True)
                 raise typer.Exit(exc.exit_code) from None
@@ -53,6 +55,27 @@ def command(*args: Any, group: typer.Typer | None = None,
         return (group or app).command(*args, **kwargs)(wrapper)
 
     return decorate
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Any:
+    """Library GeobenchWarnings appear as one `warning: ...` line on stderr, once each."""
+    import warnings
+
+    from geobench.errors import GeobenchWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, GeobenchWarning):
+            typer.echo(f"warning: {one_line(str(message))}", err=True)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", GeobenchWarning)
+        warnings.showwarning = show
+        yield
 
 
 def out_console():
@@ -360,11 +383,37 @@ def models_cmd(
             ["mean / std", f"{info['mean']} / {info['std']}"],
             ["descriptor size", info["descriptor_dim"]], ["parameters (M)", f"{info['params_m']:.3f}"]]
     rows += [[f"recipe.{k}", v] for k, v in info["recipe"].items()]
+    rows += _weights_rows(name)
     for preset, spec in info["presets"].items():
         rows.append([f"preset {preset}", ", ".join(f"{k}={v}" for k, v in spec.items() if k != "recipe")])
     rows += [[f"argument {k}", repr(v)] for k, v in info["arguments"].items()]
     rows.append(["notes", info["notes"]])
     print_table(f"model {name}", ["field", "value"], rows)
+
+
+WEIGHTS_HELP = ("Local weights file: the whole model (a geobench run's checkpoint, or a released "
+                "LRFR / Sample4Geo / MixVPR checkpoint) or a backbone (torchvision/timm names).")
+PRETRAINED_HELP = ("Starting weights from the catalog: imagenet, none or an entry name "
+                   "(`geobench models NAME` lists them) [paper recipe: imagenet; presets: none].")
+
+
+def _weights_rows(name: str) -> list[list[Any]]:
+    """Which catalog file the paper recipe starts from, and the others that fit the backbone."""
+    from geobench.models.initial import recipe_weights
+    from geobench.models.pretrained import backbone_family, load_weights_catalog
+
+    backbone, entry = recipe_weights(name)
+    if not backbone:
+        return [["weights (paper recipe)", "no backbone argument: see the model's notes"]]
+    start = (f"{entry.name}: {entry.url} ({entry.license}; --pretrained imagenet, the default)"
+             if entry else f"none: no catalog entry for backbone {backbone}, so the paper recipe "
+                           f"starts from random weights (pass --weights FILE)")
+    others = [e.name for e in load_weights_catalog().values()
+              if e.backbone == backbone_family(backbone) and (entry is None or e.name != entry.name)]
+    rows = [["weights (paper recipe)", start]]
+    if others:
+        rows.append(["weights (also fit)", ", ".join(others) + " (--pretrained NAME)"])
+    return rows
 
 
 @command("train")
@@ -387,7 +436,8 @@ def train_cmd(
     seed: Annotated[Optional[int], typer.Option(help="Seed of weights, sampling and "
                                                 "augmentation.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from RUN/checkpoint.pt.")] = False,
-    weights: Annotated[Optional[Path], typer.Option(help="Local backbone weights file.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help=WEIGHTS_HELP)] = None,
+    pretrained: Annotated[Optional[str], typer.Option(help=PRETRAINED_HELP)] = None,
     preset: Annotated[Optional[str], typer.Option(help="Model preset, e.g. tiny.")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Evaluate every N epochs.")] = None,
     tensorboard: Annotated[bool, typer.Option(
@@ -403,8 +453,8 @@ def train_cmd(
     summary = run_train(model, data, out, config=config, resume=resume, preset=preset, cli=dict(
         epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, device=device, amp=amp,
         workers=workers, seed=seed, weights=str(weights) if weights else None,
-        eval_every=eval_every, tensorboard=tensorboard or None), sets=set_,
-        warn=lambda line: typer.echo(f"warning: {one_line(line)}", err=True))
+        pretrained=pretrained, eval_every=eval_every, tensorboard=tensorboard or None),
+        sets=set_, warn=lambda line: typer.echo(f"warning: {one_line(line)}", err=True))
     if summary is None:  # a non-zero rank of a torchrun job: rank 0 reports
         return
     rows = [[k, v] for k, v in summary_rows(summary)]
@@ -437,6 +487,13 @@ def eval_cmd(
     ties: Annotated[str, typer.Option(
         help="Tied scores: expected (the mean over all orderings, McSherry & Najork 2008), "
              "optimistic or pessimistic.")] = "expected",
+    model: Annotated[Optional[str], typer.Option(
+        help="Evaluate this registered model as loaded from --weights/--pretrained (no RUN).")
+    ] = None,
+    weights: Annotated[Optional[Path], typer.Option(help=WEIGHTS_HELP)] = None,
+    pretrained: Annotated[Optional[str], typer.Option(help="With --model: imagenet or a "
+                                                      "weights-catalog entry name.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="With --model: model preset.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a run on a prepared split, or a features file, under a named protocol."""
@@ -449,6 +506,21 @@ def eval_cmd(
     parse_search(search)  # a bad --search fails before any work
     approx = dict(search=search, nprobe=nprobe, ef_search=ef_search, exact_sample=exact_sample)
     check_policy(ties)
+    if model is not None or weights is not None or pretrained is not None:
+        if model is None or run is not None or features is not None or data is None or out is None:
+            raise UsageError("--weights/--pretrained evaluate a model without a run: pass "
+                             "--model NAME --data DS --out DIR (and no RUN or --features)")
+        from geobench.train.runeval import evaluate_weights
+
+        summary = evaluate_weights(model, data, out, split, EvalOptions(
+            protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
+            save_topk=save_topk, save_descriptors=save_descriptors, ties=ties, **approx),
+            weights=weights,
+            pretrained=pretrained, preset=preset)
+        for note in summary.notes:
+            typer.echo(f"warning: {one_line(note)}", err=True)
+        _print_eval(summary)
+        return
     if features is None:
         if run is None:
             raise UsageError("nothing to evaluate: pass --features F.h5 --out DIR, or a run "

@@ -34,6 +34,10 @@ class TrainingError(GeobenchError):
     """A training run that cannot continue (e.g. a NaN loss)."""
 
 
+class GeobenchWarning(UserWarning):
+    """A user-facing warning; the CLI prints it as one `warning: ...` line on stderr."""
+
+
 def one_line(message: str) -> str:
     """Collapse a message onto one line, as the CLI prints it."""
     return " ".join(str(message).split())

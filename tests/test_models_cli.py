@@ -30,3 +30,12 @@ def test_unknown_model_is_a_one_line_close_match_error(invoke):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown model 'mcgr'. Did you mean mcgra" in lines[0]
     assert "geobench models" in lines[0] and "Traceback" not in res.output
+
+
+def test_models_name_shows_the_recipes_starting_weights():
+    res = runner.invoke(app, ["models", "mixvpr"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    line = next(s for s in res.stdout.splitlines() if "weights (paper recipe)" in s)
+    assert "resnet50.tv_in1k" in line and "resnet50-0676ba61.pth" in line
+    also = next(s for s in res.stdout.splitlines() if "weights (also fit)" in s)
+    assert "resnet50.tv2_in1k" in also and "resnet50.tv_in1k" not in also

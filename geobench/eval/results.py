@@ -39,7 +39,7 @@ RESULTS_FILE, METRICS_FILE = "results.h5", "metrics.csv"
 METRICS_COLUMNS = ("run", "dataset", "split", "protocol", "model", "n_query", "n_reference",
                    "r@1", "r@5", "r@10", "r@1%", "k_1pct")
 TEXT_COLUMNS = ("run", "dataset", "split", "protocol", "model", "variant", "preset", "model_args",
-                "weights", "ties")
+                "weights", "weights_sha256", "ties")
 _INT_COLUMNS = ("n_query", "n_reference", "k_1pct", "n_no_positive", "n_tied_queries")
 _ATTR_TEXT = ("protocol", "one_percent_rule", "run", "dataset", "split", "model", "ties",
               "checkpoint_sha256", "dataset_sha256", "features_sha256", "created_at")
@@ -84,7 +84,9 @@ def metrics_row(result: EvalResult, provenance: Provenance) -> dict[str, Any]:
     if provenance.variant:  # a geobench model: which ablation row, and how it was built
         row.update(variant=provenance.variant, preset=provenance.preset,
                    model_args=json.dumps(provenance.model_args, sort_keys=True),
-                   weights=_weights_text(provenance.weights))
+                   weights=_weights_text(provenance.weights),
+                   # the full hash of the bytes the run started from (issue 11 provenance)
+                   weights_sha256=str((provenance.weights or {}).get("sha256") or ""))
     values = result.metrics
     for key in METRICS_COLUMNS[7:]:
         row[key] = values[key]

@@ -57,8 +57,9 @@ def build_model(
 ) -> GeoModel:
     """Build a registered model: card defaults < preset < overrides (factory arguments).
 
-    `input_size={view: (H, W)}` overrides sizes per view; `weights` is a local backbone
-    weight file (torchvision/timm/official names) loaded into every backbone of the model.
+    `input_size={view: (H, W)}` overrides sizes per view; `weights` is a local file: the
+    whole model (geobench's or a released checkpoint, see models/released.py) or a backbone
+    file (torchvision/timm/official names) loaded into every backbone of the model.
     The returned model's card describes this instance (sizes, descriptor size, recipe,
     params_m counted).
     """
@@ -83,8 +84,11 @@ def build_model(
     )
     model.preset = preset
     model.build_args = {"name": name, "preset": preset, "input_size": input_size, **kwargs}
+    model.backbone_name = kwargs.get("backbone", allowed.get("backbone"))
     if weights is not None:
-        model.weights_reports = [bb.load_weights(str(weights)) for bb in model.backbones()]
+        from geobench.models.released import load_model_weights
+
+        model.weights_reports = [load_model_weights(model, weights)]
     return model
 
 

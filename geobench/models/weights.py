@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from geobench.errors import DataError
 
-WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "params", "weights")
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "module", "net", "params",
+                "weights")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "backbone.", "encoder.")
 _ST_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -150,6 +151,19 @@ def load_weights(
         state, naming = convert(state)
     dropped = tuple(getattr(model, "dropped_prefixes", ()))
     skipped = tuple(k for k in state if k not in own and k.startswith(dropped))
+    return apply_state(model, state, path, naming=naming, skipped=skipped, strict=strict)
+
+
+def apply_state(
+    model: nn.Module, state: dict[str, Tensor], path: str | Path, *, naming: str | None = None,
+    skipped: tuple[str, ...] = (), strict: bool = True,
+) -> LoadReport:
+    """Load an already renamed `state` into `model` with the checks of `load_weights`.
+
+    `skipped` are keys of the file that are known not to belong to the model (reported,
+    never an error); every other key must match a parameter of the same shape.
+    """
+    own = model.state_dict()
     unexpected = tuple(k for k in state if k not in own and k not in skipped)
     # Old checkpoints predate BatchNorm's counter; the model's own value is right.
     missing = tuple(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
@@ -176,4 +190,4 @@ def load_weights(
         warnings.warn(f"{path}: {problem}", WeightsWarning, stacklevel=2)
     usable = {k: v for k, v in state.items() if k in own}
     model.load_state_dict(usable, strict=False)
-    return LoadReport(str(path), len(usable), naming, skipped, missing, unexpected)
+    return LoadReport(str(path), len(usable), naming, tuple(skipped), missing, unexpected)

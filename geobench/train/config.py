@@ -52,6 +52,7 @@ class TrainConfig:
     preset: str | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
+    pretrained: str | None = None  # imagenet | none | a weights-catalog entry (models/pretrained.py)
     loss: str = "soft_margin_triplet"
     loss_args: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "adamw"
@@ -374,6 +375,11 @@ def resolve_config(model: str, data: str | Path, out: str | Path, *, preset: str
     apply(given, "command line", "cli", strict=True)
     if preset is not None:
         values["preset"], sources["preset"] = preset, "cli"
+    if values.get("pretrained") is None and not values.get("weights"):
+        from geobench.models.initial import default_choice
+
+        values["pretrained"] = default_choice(values.get("preset"))
+        sources["pretrained"] = "default (paper recipe: imagenet; presets: none)"
     cfg = TrainConfig(model=model, data=str(data), out=str(out), **values,
                       sources={**sources, **({"ignored": ",".join(ignored)} if ignored else {})})
     return validate(cfg)

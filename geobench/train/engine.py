@@ -99,7 +99,8 @@ class _Run:
                              f"--resume to continue it or choose a new --out")
         self.prepared = read_prepared(cfg.data)
         _seed_everything(cfg.seed)
-        self.model = cards.build(cfg.model, cfg.preset, cfg.model_args, cfg.weights)
+        self.model = cards.build(cfg.model, cfg.preset, cfg.model_args)
+        self.init_weights = self._initial_weights()
         card = self.card = self.model.card
         pairs = build_pairs(self.prepared, cfg.train_split, card.query_view, card.reference_view)
         self.pairs = pairs
@@ -154,6 +155,7 @@ class _Run:
             from geobench.models.variant import model_record
 
             write_config(cfg, {**model_record(cfg.model, cfg.preset, cfg.model_args),
+                               "init_weights": self.init_weights,
                                "dataset_hash": self.prepared.dataset_hash(),
                                "dataset": self.prepared.name, "steps_per_epoch": self.spe,
                                "total_steps": self.total, "world_size": ctx.world_size,
@@ -164,6 +166,19 @@ class _Run:
             from geobench.train.tensorboard import TensorBoardLog
 
             self.tb = TensorBoardLog(self.run)
+
+    def _initial_weights(self) -> dict[str, Any] | None:
+        """Load --weights / --pretrained (rank 0 only: DDP broadcasts rank 0's state)."""
+        from geobench.models.initial import initial_weights
+        from geobench.train.config import read_config
+
+        if self.cfg.resume:  # the checkpoint holds the weights; keep the run's record
+            return read_config(self.run).get("init_weights") if self.ctx.is_main else None
+        if not self.ctx.is_main:
+            return None
+        cfg = self.cfg
+        explicit = not cfg.sources.get("pretrained", "default").startswith("default")
+        return initial_weights(self.model, cfg.weights, cfg.pretrained, cfg.preset, explicit)
 
     # --- checkpoints -----------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:

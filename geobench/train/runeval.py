@@ -224,3 +224,52 @@ def _row_record(run: Path, state: dict[str, Any]) -> dict[str, Any]:
     return {"preset": preset or "", "variant": record["variant"],
             "model_args": record["model_args_full"],
             "weights": weights if isinstance(weights, dict) else {"name": str(weights)}}
+
+
+def evaluate_weights(model_name: str, data: str | Path, out: str | Path, split: str = "test",
+                     options: Any = None, *, weights: str | Path | None = None,
+                     pretrained: str | None = None, preset: str | None = None,
+                     batch_size: int = 32, device: str = "cpu", workers: int = 0) -> Any:
+    """`geobench eval --model NAME --weights FILE|--pretrained X --data DS --out DIR`.
+
+    Evaluates a registered model as loaded from a weight file (e.g. a released checkpoint)
+    or the catalog, without training; the weights' provenance goes into the results.
+    """
+    from dataclasses import replace
+
+    from geobench.eval.evaluate import EvalOptions, Provenance, evaluate_features
+    from geobench.eval.features import write_features
+    from geobench.models.initial import initial_weights
+    from geobench.prepared import read_prepared
+    from geobench.train import cards
+
+    if weights is None and pretrained is None:
+        raise UsageError(f"--model {model_name}: pass --weights FILE or --pretrained NAME|imagenet "
+                         f"(what to evaluate it with)")
+    model = cards.build(model_name, preset, {})
+    init = initial_weights(model, str(weights) if weights else None, pretrained, preset)
+    model.to(device).eval()
+    prepared = read_prepared(data)
+    options = options or EvalOptions()
+    protocol = options.protocol or default_protocol(prepared)
+    name = prepared.name or Path(data).resolve().name
+    emb = embed_sets(model, prepared, split, protocol, batch_size=batch_size, device=device,
+                     workers=workers)
+    s = emb.sets
+    features = Path(out) / FEATURES_FILE
+    attrs = {"model": model_name, "weights_sha256": init.get("sha256", ""), "dataset": name,
+             "dataset_sha256": prepared.dataset_hash(), "split": split, "protocol": protocol}
+    write_features(features, emb.query, emb.reference, s.positives,
+                   semi_positives=s.semi_positives, query_latlon=s.query_latlon,
+                   reference_latlon=s.reference_latlon, query_uids=list(s.queries["uid"]),
+                   reference_uids=list(s.references["uid"]), attrs=attrs)
+    from geobench.models.variant import model_record
+
+    record = model_record(model_name, preset, {})
+    prov = Provenance(run=f"{model_name}+{init['name']}", dataset=name, split=split,
+                      model=model_name, checkpoint_sha256=init.get("sha256", ""),
+                      dataset_sha256=attrs["dataset_sha256"],
+                      extra={"data": str(Path(data).resolve())}, preset=preset or "",
+                      variant=record["variant"], model_args=record["model_args_full"],
+                      weights=init)
+    return evaluate_features(features, out, replace(options, protocol=protocol), prov)

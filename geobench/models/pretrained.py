@@ -1,0 +1,212 @@
+"""Pretrained weights: the catalog (`geobench/data/weights.yaml`), choosing an entry, fetching it.
+
+The catalog lists published weight files (publisher URL, sha256 or the hash prefix the
+file name carries, key format, license, where each fact came from).
+`GEOBENCH_WEIGHTS_CATALOG=path.yaml` replaces it. `--pretrained` takes an entry name,
+`imagenet` (the entry a model's paper recipe names for its backbone, else the backbone's
+entry tagged `imagenet`) or `none`.
+
+Files are fetched with `geobench download`'s machinery (resume, atomic rename) into
+`$GEOBENCH_HOME/weights/` (default `~/.cache/geobench/weights/`) and verified here
+before they get their final name. A file already in PyTorch's hub cache
+(`$TORCH_HOME/hub/checkpoints/`) with a matching hash is used in place.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from geobench.errors import DataError, SchemaError, UsageError
+
+SCHEMA = "geobench.weights/1"
+FORMATS = ("torchvision", "timm", "official")
+CHOICES = ("imagenet", "none")
+_HEX = re.compile(r"^[0-9a-f]{8,64}$")
+# Registered-backbone names and the tower names the model zoo uses, to one catalog family.
+_ALIASES = {"convnext_t": "convnext_tiny", "convnext_b": "convnext_base"}
+_CUTS = re.compile(r"_(layer\d|stage\d)$")
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    name: str
+    backbone: str
+    url: str
+    sha256: str          # full hex, or a prefix of at least 8 hex digits
+    format: str
+    license: str
+    source: str
+    tags: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()  # registered models whose paper recipe starts from this file
+
+    @property
+    def file_name(self) -> str:
+        return Path(urlsplit(self.url).path).name
+
+    @property
+    def full_hash(self) -> bool:
+        return len(self.sha256) == 64
+
+
+def backbone_family(name: str) -> str:
+    """resnet50_layer3 -> resnet50, convnext_t -> convnext_tiny: the catalog's backbone key."""
+    name = _ALIASES.get(name, name)
+    return _CUTS.sub("", name)
+
+
+def catalog_path() -> Path:
+    override = os.environ.get("GEOBENCH_WEIGHTS_CATALOG")
+    return Path(override) if override else Path(__file__).resolve().parents[1] / "data" / "weights.yaml"
+
+
+def _fail(path: Path, where: str, what: str) -> SchemaError:
+    return SchemaError(f"{path}: {where}: {what}; fix the entry (the schema is described at the "
+                       f"top of geobench/data/weights.yaml)")
+
+
+def _entry(path: Path, i: int, raw: Any) -> WeightsEntry:
+    where = f"weights[{i}]"
+    if not isinstance(raw, dict):
+        raise _fail(path, where, "expected a mapping with name, backbone, url, sha256, format")
+    missing = [k for k in ("name", "backbone", "url", "sha256", "format", "license", "source")
+               if not raw.get(k)]
+    if missing:
+        raise _fail(path, f"{where} ({raw.get('name', '?')})", f"missing {', '.join(missing)}")
+    where = f"weights[{i}] ({raw['name']})"
+    digest = str(raw["sha256"]).lower()
+    if not _HEX.match(digest):
+        raise _fail(path, where, f"sha256 {raw['sha256']!r} is not 8 to 64 hex digits")
+    if raw["format"] not in FORMATS:
+        raise _fail(path, where, f"format {raw['format']!r} is not one of {', '.join(FORMATS)}")
+    if not str(raw["url"]).startswith(("https://", "http://")):
+        raise _fail(path, where, f"url {raw['url']!r} is not an http(s) URL")
+    entry = WeightsEntry(
+        name=str(raw["name"]), backbone=str(raw["backbone"]), url=str(raw["url"]), sha256=digest,
+        format=str(raw["format"]), license=str(raw["license"]), source=str(raw["source"]),
+        tags=tuple(str(t) for t in raw.get("tags") or ()),
+        models=tuple(str(m) for m in raw.get("models") or ()))
+    if not entry.file_name:
+        raise _fail(path, where, f"url {entry.url!r} names no file")
+    if not entry.full_hash and not entry.file_name.split(".")[0].endswith(digest):
+        raise _fail(path, where, f"a sha256 prefix must be the one the file name carries "
+                                 f"({entry.file_name}); give the full sha256 otherwise")
+    return entry
+
+
+def load_weights_catalog(path: str | Path | None = None) -> dict[str, WeightsEntry]:
+    """The validated catalog, by entry name; errors name the file and the entry."""
+    import yaml
+
+    path = Path(path) if path is not None else catalog_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SchemaError(f"{path}: weights catalog not found; fix GEOBENCH_WEIGHTS_CATALOG or "
+                          f"reinstall geobench") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise SchemaError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else None
+        raise SchemaError(f"{path}: schema {found!r}, expected {SCHEMA!r}")
+    entries: dict[str, WeightsEntry] = {}
+    for i, raw in enumerate(data.get("weights") or []):
+        entry = _entry(path, i, raw)
+        if entry.name in entries:
+            raise _fail(path, f"weights[{i}]", f"name {entry.name!r} is used twice")
+        entries[entry.name] = entry
+    return entries
+
+
+def choose(choice: str, backbone: str, model: str | None = None,
+           catalog: dict[str, WeightsEntry] | None = None) -> WeightsEntry | None:
+    """The entry `--pretrained choice` selects for `backbone` (None for `none` or no entry).
+
+    `imagenet`: the entry listing `model` (its paper recipe's file) for the backbone family,
+    else the family's entry tagged `imagenet`, else None. A name must exist and fit.
+    """
+    catalog = load_weights_catalog() if catalog is None else catalog
+    family = backbone_family(backbone)
+    if choice == "none":
+        return None
+    if choice == "imagenet":
+        fits = [e for e in catalog.values() if e.backbone == family]
+        return (next((e for e in fits if model is not None and model in e.models), None)
+                or next((e for e in fits if "imagenet" in e.tags), None))
+    entry = catalog.get(choice)
+    if entry is None:
+        close = difflib.get_close_matches(choice, list(catalog), n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UsageError(f"--pretrained {choice!r}: no such entry in {catalog_path()}{hint}; use "
+                         f"imagenet, none or an entry name (`geobench models NAME` shows the "
+                         f"entries for a model)")
+    if entry.backbone != family:
+        raise UsageError(f"--pretrained {choice}: the file is for backbone {entry.backbone}, but "
+                         f"this model uses {backbone}; pick an entry for {family} or `imagenet`")
+    return entry
+
+
+# --- the cache ----------------------------------------------------------------------------
+def cache_dir() -> Path:
+    home = os.environ.get("GEOBENCH_HOME")
+    return (Path(home) if home else Path.home() / ".cache" / "geobench") / "weights"
+
+
+def torch_hub_dir() -> Path:
+    """PyTorch's checkpoint cache, resolved as torch.hub does (TORCH_HOME, XDG_CACHE_HOME)."""
+    home = os.environ.get("TORCH_HOME")
+    if not home:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        home = str(Path(xdg) / "torch") if xdg else str(Path.home() / ".cache" / "torch")
+    return Path(home).expanduser() / "hub" / "checkpoints"
+
+
+def _matches(entry: WeightsEntry, digest: str) -> bool:
+    return digest == entry.sha256 if entry.full_hash else digest.startswith(entry.sha256)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    path: Path
+    sha256: str      # of the bytes on disk (full hex)
+    action: str      # downloaded | resumed | cached | torch-cache
+
+
+def fetch_weights(entry: WeightsEntry, timeout: float = 60.0) -> Fetched:
+    """The verified local file of `entry`: cache, PyTorch's cache, else downloaded."""
+    from geobench.download import fetch
+    from geobench.fileio import sha256_file
+
+    dest = cache_dir() / entry.file_name
+    for where, action in ((dest, "cached"), (torch_hub_dir() / entry.file_name, "torch-cache")):
+        if where.is_file():
+            digest = sha256_file(where)
+            if _matches(entry, digest):
+                return Fetched(where, digest, action)
+            if action == "cached":
+                where.unlink()  # ours and corrupt: fetch it again
+    # Downloaded under a staging name and renamed only once the hash matches, so a
+    # wrong file never sits under the final name (fetch resumes the staging .part).
+    staging = dest.with_name(dest.name + ".unverified")
+    try:
+        got = fetch(entry.url, staging, timeout=timeout)
+    except DataError as exc:
+        reason = str(exc).split(";")[0]
+        raise DataError(f"{reason}; cannot fetch pretrained weights {entry.name}: put the file "
+                        f"there by hand as {dest} (or in {torch_hub_dir()}), pass --weights "
+                        f"FILE, or --pretrained none") from None
+    digest = got.sha256
+    if not _matches(entry, digest):
+        staging.unlink(missing_ok=True)
+        want = entry.sha256 + ("" if entry.full_hash else "...")
+        raise DataError(f"{entry.url}: downloaded file has sha256 {digest}, expected {want} "
+                        f"(catalog {catalog_path()}); it was deleted. Re-run to retry, or fix the "
+                        f"entry {entry.name}")
+    os.replace(staging, dest)
+    return Fetched(dest, digest, got.action)
