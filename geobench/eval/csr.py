@@ -32,10 +32,6 @@ class CSR:
         indptr[1:] = np.cumsum(counts)
         return cls(indptr, reference[order])
 
-    @classmethod
-    def empty(cls, n_query: int) -> CSR:
-        return cls(np.zeros(n_query + 1, np.int64), np.zeros(0, np.int64))
-
     @property
     def n_rows(self) -> int:
         return len(self.indptr) - 1
