@@ -568,6 +568,8 @@ def report_cmd(
     format: Annotated[str, typer.Option("--format", help="rich | md | csv | latex.")] = "rich",
     sort: Annotated[Optional[str], typer.Option(help="Column to sort by.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write recall@K curves to this PNG.")] = None,
+    chance: Annotated[bool, typer.Option(help="With --plot: add the recall of a random "
+                                         "ranking.")] = False,
     paper: Annotated[Optional[str], typer.Option(help="Add published rows for a dataset.")] = None,
     check: Annotated[Optional[Path], typer.Option(
         help="Baseline metrics CSV to compare, or paper:METHOD[@PROTOCOL] to gate the runs "
@@ -595,6 +597,10 @@ def report_cmd(
 
     if format not in FORMATS:
         raise UsageError(f"--format {format!r}: use one of {', '.join(FORMATS)}")
+    if plot is not None:
+        from geobench.report.plot import check_output
+
+        check_output(plot)  # a bad --plot fails before anything is read
     rows = collect(paths or [Path(".")])
     if paper:
         rows = pd.concat([rows, paper_rows(paper)], ignore_index=True, sort=False)
@@ -606,7 +612,7 @@ def report_cmd(
     elif table or (plot is None and check is None and html is None):
         typer.echo(render(rows, format), nl=False)
     if plot is not None:
-        typer.echo(f"wrote {plot_curves(rows, plot)}", err=True)
+        typer.echo(f"wrote {plot_curves(rows, plot, chance=chance)}", err=True)
     if html is not None:
         from geobench.report.html import write_html
 

@@ -73,6 +73,20 @@ def prepare_world(options: DemoOptions, data: Path):
     return prepared
 
 
+def _keep_untrained(out: Path, prepared: Any, model: str, result: Any) -> Path:
+    """OUT/untrained: the untrained model's evaluation as a run of its own (results.h5 +
+    metrics.csv), so reports compare it with the trained run instead of forgetting it."""
+    from geobench.eval.records import Provenance
+    from geobench.eval.results import write_results
+
+    folder = out / "untrained"
+    name = prepared.name
+    write_results(folder / "eval" / f"{name}-test", result, Provenance(
+        run="untrained", dataset=name, split="test", model=model,
+        dataset_sha256=prepared.dataset_hash(), preset="tiny", variant=f"{model} untrained"))
+    return folder
+
+
 def run_demo(options: DemoOptions) -> DemoSummary:
     import torch
 
@@ -96,7 +110,9 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     t = time.perf_counter()
     torch.manual_seed(options.seed)
     untrained = build_model(options.model, preset="tiny").eval()
-    before = evaluate_model(untrained, prepared, "test")
+    details: dict[str, Any] = {}
+    before = evaluate_model(untrained, prepared, "test", details=details)
+    baseline_dir = _keep_untrained(out, prepared, options.model, details["result"])
     times["evaluate untrained"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -110,8 +126,8 @@ def run_demo(options: DemoOptions) -> DemoSummary:
 
     t = time.perf_counter()
     after = evaluate_run(run, data, "test")
-    table = collect([run])
-    curve = plot_curves(table, out / "recall_curve.png")
+    table = collect([baseline_dir, run])  # the untrained run is a row and a curve too
+    curve = plot_curves(table, out / "recall_curve.png", chance=True)
     times["evaluate trained"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -20,6 +20,12 @@ def test_demo_runs_end_to_end_and_reuses_its_world(invoke, tmp_path):
     assert chance["r@1"] == 10.0 and chance["r@10"] == 100.0
     assert 0 <= trained["r@1"] <= 100
     assert (out / "run" / "eval" / "synthetic-cvusa-test" / "metrics.csv").is_file()
+    # the untrained evaluation is a run of its own, next to the trained one
+    kept = out / "untrained" / "eval" / "synthetic-cvusa-test" / "metrics.csv"
+    assert kept.is_file()
+    report = invoke("report", out, "--format", "csv")
+    assert report.exit_code == 0 and {"untrained", "run"} <= set(
+        line.split(",")[0] for line in report.stdout.splitlines()[1:])
     import cv2
 
     grid = cv2.imread(str(out / "examples.png"))

@@ -121,6 +121,11 @@ def test_report_table_plot_paper_and_check(invoke, feats, tmp_path):
     one_error_line(invoke("report", tmp_path / "runs", "--format", "html"), "--format 'html'")
     one_error_line(invoke("report", tmp_path / "nothing"), "nothing")
     one_error_line(invoke("report", tmp_path / "runs", "--paper", "cvus"), "cvusa")
+    one_error_line(invoke("report", tmp_path / "runs", "--plot", tmp_path), "is a folder")
+    one_error_line(invoke("report", tmp_path / "runs", "--plot", tmp_path / "c.foo"),
+                   "unsupported extension '.foo'", ".png")
+    assert invoke("report", tmp_path / "runs", "--plot", tmp_path / "c.pdf", "--chance",
+                  "-q").exit_code == 0 and (tmp_path / "c.pdf").read_bytes()[:4] == b"%PDF"
 
 
 def test_eval_tie_policies_and_the_collapsed_warning(invoke, tmp_path):

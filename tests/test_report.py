@@ -110,3 +110,70 @@ def test_plot_is_a_non_empty_png(runs, tmp_path):
     with pytest.raises(DataError, match="no results.h5"):
         plot_curves(paper_rows("cvusa"), tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def _write_run(folder, noise, model="m", variant="", seed=0):
+    rng = np.random.default_rng(seed)
+    r = unit(rng.standard_normal((200, 16)))
+    q = unit(r[:50] + noise * rng.standard_normal((50, 16)))
+    res = evaluate(q, r, CSR.from_lists([[i] for i in range(50)]), "cvusa", EvalOptions(save_topk=3))
+    prov = Provenance(run="run", dataset="toy", split="test", model=model)
+    if variant:
+        from dataclasses import replace
+
+        prov = replace(prov, variant=variant) if hasattr(prov, "variant") else prov
+    write_results(folder / "eval" / "toy-test", res, prov)
+
+
+def test_same_named_runs_in_different_folders_are_all_kept(tmp_path):
+    # two runs literally named `run` (as the demo's) under different parents
+    _write_run(tmp_path / "demo" / "run", 0.2)
+    _write_run(tmp_path / "other" / "run", 0.9, seed=1)
+    table = collect([tmp_path])
+    assert sorted(table["run"]) == ["demo/run", "other/run"] and len(table) == 2
+    assert set(table["run_name"]) == {"run"}
+    md = render(table, "md")
+    assert "| demo/run |" in md and "| other/run |" in md and "(K=2)" in md
+    # two roots whose runs have the same relative path: labels grow with the root name
+    a, b = tmp_path / "a" / "runs", tmp_path / "b" / "runs"
+    _write_run(a / "x", 0.3)
+    _write_run(b / "x", 0.3, seed=2)
+    both = collect([a, b])
+    assert len(both) == 2 and both["run"].nunique() == 2
+    assert sorted(both["run"]) == sorted([str(a.resolve() / "x"), str(b.resolve() / "x")])
+    # the same file reached twice is one row
+    assert len(collect([tmp_path / "demo", tmp_path / "demo" / "run"])) == 1
+    # --check with a baseline of folder names: ambiguous names fail, unique ones match
+    baseline = tmp_path / "base.csv"
+    write_metrics(baseline, table.assign(run=table["run_name"]).drop(
+        columns=["path", "kind", "id", "run_name"]).to_dict("records"))
+    result = check_table(table, baseline, tolerance=0.0)
+    assert not result.ok and "matches 2 runs" in result.lines[0]
+    own = tmp_path / "own.csv"
+    own.write_text(render(table, "csv"))
+    assert check_table(table, own, tolerance=0.0).ok
+
+
+def test_plot_legend_chance_and_bad_outputs(tmp_path):
+    _write_run(tmp_path / "p" / "run", 0.4, model="safa")
+    _write_run(tmp_path / "q" / "run", 0.8, model="safa", seed=3)
+    table = collect([tmp_path])
+    from geobench.report import plot as P
+
+    labels = []
+    real = P._legend
+    P._legend = lambda row, k1: labels.append(real(row, k1)) or labels[-1]
+    try:
+        out = plot_curves(table, tmp_path / "c.svg", chance=True)
+    finally:
+        P._legend = real
+    assert out.read_text().lstrip().startswith(("<?xml", "<svg")) and "chance" in out.read_text()
+    assert labels == ["safa (R@1% at K=2)"] * 2
+    for bad, needle in ((tmp_path, "is a folder"), (tmp_path / "c.txt", "unsupported extension")):
+        with pytest.raises(UsageError, match=needle):
+            plot_curves(table, bad)
+    from geobench.eval.ties import chance_curve
+
+    k, rec = chance_curve(np.array([1, 1, 2, 0]), 100, 100)
+    assert rec[0] == pytest.approx(100 * (1 / 100 + 1 / 100 + 2 / 100) / 4)
+    assert rec[-1] == pytest.approx(75.0)

@@ -173,7 +173,8 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
                       res.topk_indices[:, :keep], res.topk_scores[:, :keep], res.plan, seconds,
                       notes, ties=policy if counted else "index order",
                       tied_nonpositives=t if counted else None,
-                      tied_positives=p if counted else None)
+                      tied_positives=p if counted else None,
+                      n_positives=res.positives.lengths.astype(np.int64))
 
 
 evaluate_arrays = evaluate  # the name used in the team's interface notes
@@ -226,7 +227,8 @@ def evaluate_features(features_h5: str | Path, out_dir: str | Path,
         checkpoint_sha256=str(attrs.get("checkpoint_sha256", "")),
         dataset_sha256=str(attrs.get("dataset_sha256", "")),
         extra={"data": str(attrs["data"])} if attrs.get("data") else {})
-    prov = replace(prov, features_sha256=sha256_file(features_h5))
+    prov = replace(prov, features_sha256=sha256_file(features_h5),  # paths stored absolute
+                   extra={**prov.extra, "features": str(Path(features_h5).resolve())})
     descriptors = (feats.query, feats.reference) if options.save_descriptors else None
     results_path, metrics_path = write_results(
         out_dir, result, prov, descriptors=descriptors, query_uids=feats.query_uids,

@@ -49,3 +49,4 @@ class EvalResult:
     ties: str = "expected"  # the tie policy of `metrics` and the curve
     tied_nonpositives: np.ndarray | None = None  # t per query (None: not counted)
     tied_positives: np.ndarray | None = None  # p per query
+    n_positives: np.ndarray | None = None  # positives per query (chance level of a curve)

@@ -58,6 +58,7 @@ class StoredResults:
     metrics: dict[str, Any] = field(default_factory=dict)
     tied_nonpositives: np.ndarray | None = None  # absent in files of older versions
     tied_positives: np.ndarray | None = None
+    n_positives: np.ndarray | None = None
 
 
 def _versions() -> dict[str, str]:
@@ -142,6 +143,8 @@ def write_results(out_dir: str | Path, result: EvalResult, provenance: Provenanc
         if result.tied_nonpositives is not None:
             _dataset(h5, "tied_nonpositives", np.asarray(result.tied_nonpositives, np.int64))
             _dataset(h5, "tied_positives", np.asarray(result.tied_positives, np.int64))
+        if result.n_positives is not None:
+            _dataset(h5, "n_positives", np.asarray(result.n_positives, np.int64))
         _dataset(h5, "curve/k", np.asarray(result.curve_k, dtype=np.int64))
         _dataset(h5, "curve/recall", np.asarray(result.curve_recall, dtype=np.float64))
         _dataset(h5, "topk/indices", np.asarray(result.topk_indices, dtype=np.int64))
@@ -169,6 +172,8 @@ DESCRIPTIONS = {
     "tied_positives": "per query, p = positives whose score equals the best positive's "
                       "(itself included; 0 without positives). With g and t any tie policy "
                       "is recomputed: P(X >= j) = C(t,j)/C(t+p,j), hit@K = P(g + X < K)",
+    "n_positives": "per query, the number of distinct positives (chance level: "
+                   "R@K of a random ranking = 1 - C(Nr - n, K) / C(Nr, K))",
     "curve/k": "K = 1..max(100, K of R@1%)",
     "curve/recall": "R@K in percent over all queries under the file's tie policy",
     "topk/indices": "per query, 0-based reference row numbers of the most similar "
@@ -277,8 +282,8 @@ def read_results(path: str | Path) -> StoredResults:
             raise SchemaError(f"{path}:/topk/indices: shape {top_i.shape}, expected ({nq}, K) "
                               f"matching /topk/scores {top_s.shape}")
         per_query = {name: h5["per_query"][name][...] for name in h5.get("per_query", {})}
-        tied = {name: h5[name][...] for name in ("tied_nonpositives", "tied_positives")
-                if name in h5}
+        tied = {name: h5[name][...] for name in ("tied_nonpositives", "tied_positives",
+                                                 "n_positives") if name in h5}
         for name, values in tied.items():
             if values.shape != ranks.shape:
                 raise SchemaError(f"{path}:/{name}: shape {values.shape}, expected ({nq},)")
@@ -287,4 +292,5 @@ def read_results(path: str | Path) -> StoredResults:
         except json.JSONDecodeError:
             raise SchemaError(f"{path}: attribute 'metrics' is not valid JSON") from None
     return StoredResults(path, attrs, ranks, k, recall, top_i, top_s, per_query, metrics,
-                         tied.get("tied_nonpositives"), tied.get("tied_positives"))
+                         tied.get("tied_nonpositives"), tied.get("tied_positives"),
+                         tied.get("n_positives"))

@@ -96,11 +96,12 @@ def recall_curve(g: np.ndarray, t: np.ndarray, p: np.ndarray, k_max: int,
     sure = lead[steps]
     hist = np.bincount(sure[(sure >= 0) & (sure < k_max)], minlength=k_max)[:k_max]
     hits = np.cumsum(hist).astype(np.float64)
-    for q in np.flatnonzero(has & ~steps):  # expected policy, tied queries
-        if g[q] >= k_max:
-            continue
-        j = ks[g[q]:] - g[q]  # K - g for K > g
-        hits[g[q]:] += 1.0 - tail(t[q], p[q], j)
+    tied = np.flatnonzero(has & ~steps & (g < k_max))  # expected policy, tied queries
+    if len(tied):  # one curve per distinct (g, t, p), weighted by how many queries share it
+        combos, counts = np.unique(np.stack([g[tied], t[tied], p[tied]], axis=1), axis=0,
+                                   return_counts=True)
+        for (gq, tq, pq), n_same in zip(combos, counts, strict=True):
+            hits[gq:] += n_same * (1.0 - tail(tq, pq, ks[gq:] - gq))  # K - g for K > g
     return ks, 100.0 * hits / n
 
 
@@ -174,6 +175,15 @@ def vigor_hits(g: np.ndarray, t: np.ndarray, p: np.ndarray, semi_above: np.ndarr
     if policy == "pessimistic":
         return (base & (others == 0)).astype(np.float64)
     return np.where(base, np.maximum(p, 1) / np.maximum(others + p, 1), 0.0)
+
+
+def chance_curve(n_positives: np.ndarray, n_reference: int,
+                 k_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """R@K (percent) of a random ranking, K = 1..k_max: a model whose descriptors are all
+    equal ties every reference, so chance is its expected curve (t = Nr - n, p = n, g = 0)."""
+    n = np.asarray(n_positives, dtype=np.int64)
+    return recall_curve(np.zeros(len(n), np.int64), np.maximum(n_reference - n, 0) * (n > 0),
+                        n, k_max, "expected")
 
 
 def tie_summary(t: np.ndarray, p: np.ndarray) -> dict[str, int]:

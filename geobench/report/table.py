@@ -29,33 +29,77 @@ PAPER_FAMILIES = {
 
 
 def collect(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """Every metrics.csv under `paths` (files or folders, searched recursively), one
-    row per (run, dataset, split, protocol); the most recently written file wins."""
+    """Every metrics.csv under `paths` (files or folders, searched recursively), one row
+    per file: no row is ever dropped (the same file reached twice is read once).
+
+    A row's `run` is a readable label of where it came from: the folder of its
+    metrics.csv relative to the report root it was found under, without the trailing
+    `eval/<dataset>-<split>` (or `eval`) that `geobench eval` adds; the name written in
+    the file moves to `run_name`, the full relative folder to `id`. When two rows would
+    share (run, variant, dataset, split, protocol), their labels grow (root folder name,
+    then absolute path) until they differ.
+    """
     import pandas as pd
 
     from geobench.eval.results import read_metrics
 
-    files: list[Path] = []
+    found: dict[Path, tuple[Path, Path]] = {}  # resolved file -> (root, file)
     for p in map(Path, paths or ["."]):
         if p.is_file():
-            files.append(p)
+            files = [p]
         elif p.is_dir():
-            files += sorted(p.rglob("metrics.csv"))
+            files = sorted(p.rglob("metrics.csv"))
         else:
             raise DataError(f"{p}: no such file or folder; pass run folders or metrics.csv files")
-    if not files:
+        for f in files:
+            found.setdefault(f.resolve(), (p.parent if p.is_file() else p, f))
+    if not found:
         raise DataError(f"no metrics.csv under {', '.join(map(str, paths or ['.']))}; "
                         f"run `geobench eval` first")
-    files.sort(key=lambda f: f.stat().st_mtime)
+    items = sorted(found.values(), key=lambda rf: rf[1].stat().st_mtime)
     frames = []
-    for f in files:
+    for root, f in items:
         frame = read_metrics(f)
         frame["path"] = str(f.parent)
+        frame["run_name"] = frame["run"]
+        rel = f.parent.resolve().relative_to(root.resolve()).as_posix()
+        frame["id"] = rel
+        run_rel = [_run_folder(rel, r) for _, r in frame.iterrows()]
+        frame["run"] = [r or root.resolve().name for r in run_rel]
+        frame["_root"] = root.resolve().name
+        frame["_abs"] = [str(root.resolve() / r) for r in run_rel]
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True, sort=False)
-    table = table.drop_duplicates(list(KEY), keep="last").reset_index(drop=True)
+    _unclash(table)
     table["kind"] = "run"
-    return table
+    return table.drop(columns=["_root", "_abs"]).reset_index(drop=True)
+
+
+def _run_folder(rel: str, row: pd.Series) -> str:
+    """The run folder (relative to its root, "" for the root) of a metrics.csv's folder."""
+    parts = [] if rel == "." else rel.split("/")
+    if len(parts) >= 2 and parts[-2] == "eval" and parts[-1] == f"{row['dataset']}-{row['split']}":
+        parts = parts[:-2]
+    elif parts and parts[-1] == "eval":
+        parts = parts[:-1]
+    return "/".join(parts)
+
+
+def _row_key(table: pd.DataFrame) -> pd.Series:
+    cols = ["run", "variant", "dataset", "split", "protocol"]
+    cols = [c for c in cols if c in table.columns]
+    return table[cols].astype(str).agg("\x1f".join, axis=1)
+
+
+def _unclash(table: pd.DataFrame) -> None:
+    """Rename rows whose key collides: first the root folder's name + the run label, then
+    the absolute folder; rows of distinct files always end up distinct."""
+    for rename in (lambda r: f"{r['_root']}/{r['run']}",
+                   lambda r: r["_abs"]):
+        clash = _row_key(table).duplicated(keep=False)
+        if not clash.any():
+            return
+        table.loc[clash, "run"] = [rename(r) for _, r in table[clash].iterrows()]
 
 
 def paper_rows(name: str) -> pd.DataFrame:
@@ -142,6 +186,10 @@ def display_columns(table: pd.DataFrame) -> list[str]:
               if c in table.columns]
     if "search" in table.columns:  # approximate rows are labelled with their index
         extras += ["r@1_lost", "search"]
+    if "variant" in table.columns and "model" in table.columns:
+        named = table["variant"].fillna("").astype(str)
+        if ((named != "") & (named != table["model"].astype(str))).any():
+            base.insert(base.index("model") + 1, "variant")  # ablation rows differ here
     cols = [c for c in base + extra_k + extras if c in table.columns]
     cols = [c for c in cols if not table[c].isna().all() and not (table[c] == "").all()]
     if "source" in table.columns and (table.get("kind") == "paper").any():
@@ -251,15 +299,28 @@ def check_table(current: pd.DataFrame, baseline: str | Path, tolerance: float) -
     if base.empty:
         raise SchemaError(f"{baseline}: no rows to compare against")
     runs = current[current["kind"] == "run"] if "kind" in current.columns else current
-    index = {tuple(str(r[k]) for k in KEY): r for _, r in runs.iterrows()}
+    cols = KEY + (("variant",) if "variant" in base.columns and "variant" in runs.columns else ())
+    index = {tuple(str(r[k]) for k in cols): r for _, r in runs.iterrows()}
+    by_name: dict[tuple[str, ...], list] = {}  # a metrics.csv baseline names runs by folder
+    for _, r in runs.iterrows():
+        name_key = (str(r.get("run_name", r["run"])),) + tuple(str(r[k]) for k in cols[1:])
+        by_name.setdefault(name_key, []).append(r)
     metric_cols = [c for c in base.columns if c.startswith("r@") or c in
                    ("hit_rate", "ap") + LOWER_IS_BETTER]
     lines, failures = [], 0
     for i, (_, brow) in enumerate(base.iterrows()):
         if str(brow.get("kind", "run")) == "paper":
             continue
-        key = tuple(str(brow[k]) for k in KEY)
-        name = "/".join(key)
+        key = tuple(str(brow[k]) for k in cols)
+        name = "/".join(key[:len(KEY)])
+        if key not in index and len(by_name.get(key, [])) > 1:
+            lines.append(f"FAIL {name}: in {baseline} (line {i + 2}) it matches "
+                         f"{len(by_name[key])} runs; use a baseline written by "
+                         f"`geobench report --format csv` (unique run labels)")
+            failures += 1
+            continue
+        if key not in index and len(by_name.get(key, [])) == 1:
+            index[key] = by_name[key][0]
         if key not in index:
             lines.append(f"FAIL {name}: in {baseline} (line {i + 2}) but not in the current results")
             failures += 1
@@ -281,9 +342,9 @@ def check_table(current: pd.DataFrame, baseline: str | Path, tolerance: float) -
     return CheckResult(failures == 0, lines, failures)
 
 
-def plot_curves(table: pd.DataFrame, out_png: str | Path) -> Path:
+def plot_curves(table: pd.DataFrame, out_png: str | Path, chance: bool = False) -> Path:
     """Recall@K curves (log K) from the results.h5 beside each run's metrics.csv, one
     panel per (dataset, protocol), one line per run; paper R@1/5/10 as markers."""
     from geobench.report.plot import plot_curves as _plot
 
-    return _plot(table, out_png)
+    return _plot(table, out_png, chance=chance)
