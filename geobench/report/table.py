@@ -186,10 +186,6 @@ def display_columns(table: pd.DataFrame) -> list[str]:
               if c in table.columns]
     if "search" in table.columns:  # approximate rows are labelled with their index
         extras += ["r@1_lost", "search"]
-    if "variant" in table.columns and "model" in table.columns:
-        named = table["variant"].fillna("").astype(str)
-        if ((named != "") & (named != table["model"].astype(str))).any():
-            base.insert(base.index("model") + 1, "variant")  # ablation rows differ here
     cols = [c for c in base + extra_k + extras if c in table.columns]
     cols = [c for c in cols if not table[c].isna().all() and not (table[c] == "").all()]
     if "source" in table.columns and (table.get("kind") == "paper").any():
