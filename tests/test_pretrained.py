@@ -91,6 +91,12 @@ def test_shipped_catalog_is_valid_and_serves_every_paper_backbone():
     assert recipe_weights("mcgra", preset="tiny")[1] is None  # resnet_micro: nothing to fetch
 
 
+def test_readme_lists_every_catalog_entry():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in load_weights_catalog():
+        assert f"`{name}`" in readme, name
+
+
 def test_choose_rules():
     catalog = load_weights_catalog()
     assert backbone_family("resnet50_layer3") == "resnet50"

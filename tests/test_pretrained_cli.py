@@ -125,6 +125,11 @@ def test_paper_recipe_from_random_weights_warns(invoke, homes, street_world):  #
     assert warns == ["warning: mixvpr: the paper recipe starts from random weights (the weights "
                      "catalog has no ImageNet entry for backbone resnet_micro); the published "
                      "numbers assume pretrained weights"]
-    assert json.loads((homes / "run" / "config.json").read_text())["init_weights"]["name"] == "none"
+    first = json.loads((homes / "run" / "config.json").read_text())["init_weights"]
+    assert first["name"] == "none" and first["backbone"] == "resnet_micro"
+    res = invoke("train", "mixvpr", "--data", street_world, "--out", homes / "run", "--resume",
+                 "--max-steps", "2", "--workers", "0", "--quiet")
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.output  # nothing re-initialised
+    assert json.loads((homes / "run" / "config.json").read_text())["init_weights"] == first
     res = invoke(*train_args(street_world, homes / "run2", cfg, "--pretrained", "imagenet"))
     assert res.exit_code != 0 and "no entry for backbone resnet_micro" in res.stderr

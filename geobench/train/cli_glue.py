@@ -58,7 +58,10 @@ def _with_sets(given: dict[str, Any], sets: list[str] | None, resume: bool) -> d
 
 def ignored_warnings(cfg: Any) -> list[str]:
     """One console line per recipe / config key that this run does not use."""
-    ignored = [k for k in str(cfg.sources.get("ignored", "")).split(",") if k]
+    # A resumed run's config.json also holds run facts (dataset hash, init_weights, ...):
+    # they are not options the user set, so they are not warned about.
+    ignored = [k for k in str(cfg.sources.get("ignored", "")).split(",")
+               if k and not k.startswith("resume:")]
     return [f"{key.split(':', 1)[-1]!r} from the {key.split(':', 1)[0]} is not a geobench training "
             f"option and is not used (recorded under sources.ignored in config.json)" for key in ignored]
 
