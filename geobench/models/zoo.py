@@ -74,8 +74,10 @@ MCGRA_CARD = ModelCard(
     params_m=21.778,
     notes="Paper-silent choices [A] (arguments): separate branch weights (share_weights), MixVPR "
     "1024→1024 depth 4 rows 4 (4096-D), MC_GRA reduction 8 / context channels 1 / DCNv2 / sum pooling "
-    "(paper eq. 5) / learnable position encoding, no backbone freezing. Ablations (paper Tables 4-5): attention='cbam' or "
-    "'none' (the paper's baseline, described only as max pooling), deformable=False. polar=False gives the paper's VIGOR setting (aerial 256x256).",
+    "(paper eq. 5) / learnable position encoding, no backbone freezing. Ablations (paper Tables 4-5): "
+    "attention='maxpool' (the baseline, read as a size-preserving 3x3 stride-1 max pooling), 'cbam' or 'none', "
+    "deformable=False, branches='context'|'relation'; aggregator='salad'|'gem'|'safa'. polar=False gives the "
+    "paper's VIGOR setting (aerial 256x256).",
 )
 
 
