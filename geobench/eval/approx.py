@@ -128,11 +128,18 @@ def approximate_search(query, reference, positives: CSR, *, k: int, keep: int,
                        options: ApproxOptions, memory_bytes: int = 2 << 30) -> SearchResult:
     """The SearchResult of an approximate top-k search (see the module docstring): ranks
     from the top `k`, the top `keep` (<= k) neighbours stored."""
+    index = build_index(reference, options, memory_bytes)
+    return search_index(index, query, reference, positives, k=k, keep=keep,
+                        device=options.device or "cpu", memory_bytes=memory_bytes)
+
+
+def search_index(index, query, reference, positives: CSR, *, k: int, keep: int,
+                 device: str = "cpu", memory_bytes: int = 2 << 30) -> SearchResult:
+    """Search a built index in query blocks; ranks from the top `k`, top `keep` stored."""
     nq, dim = query.shape
     nr = reference.shape[0]
     k = int(max(1, min(k, nr)))
     keep = int(max(0, min(keep, k)))
-    index = build_index(reference, options, memory_bytes)
     pos = positives.unique()
     # per query row: faiss distances + labels, positive lookups, the float32 query
     bq = int(max(1, min(nq, memory_bytes // max(1, 40 * k + 4 * dim))))
@@ -154,7 +161,7 @@ def approximate_search(query, reference, positives: CSR, *, k: int, keep: int,
     above = np.full(len(rows), -1, dtype=np.int64)
     has = pos.lengths > 0
     above[pos.indptr[:-1][has]] = ranks[has]
-    plan = BlockPlan(bq, nr, "faiss", options.device or "cpu", 0.0)
+    plan = BlockPlan(bq, nr, "faiss", device, 0.0)
     return SearchResult(ranks=ranks, positives=pos, positive_scores=scores[order], above=above,
                         topk_indices=top_i, topk_scores=top_s, n_reference=nr, plan=plan)
 

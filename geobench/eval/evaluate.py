@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from geobench.eval import metrics as M
 from geobench.eval import ties as T
 from geobench.eval.approx import ApproxOptions, approximate_search, parse_search, recall_lost
 from geobench.eval.csr import CSR
-from geobench.eval.features import read_features
+from geobench.eval.features import descriptor_bytes, read_features
 from geobench.eval.plan import SearchOptions, pair_scores
 from geobench.eval.protocols import Protocol, get_protocol, one_percent_k
 from geobench.eval.records import EvalResult, Provenance
@@ -214,11 +215,24 @@ def evaluate_features(features_h5: str | Path, out_dir: str | Path,
                       options: EvalOptions = EvalOptions(),
                       provenance: Provenance | None = None) -> EvalSummary:
     """`geobench eval --features F.h5 --out DIR`: read, evaluate, write results.h5 + metrics.csv."""
-    feats = read_features(features_h5, normalise=options.normalise)
+    # Descriptors larger than the memory budget stay on disk and are read block by block.
+    stream = descriptor_bytes(features_h5) > options.memory_bytes
+    feats = read_features(features_h5, normalise=options.normalise, stream=stream)
+    try:
+        return _evaluate_read(feats, features_h5, out_dir, options, provenance)
+    finally:
+        feats.close()
+
+
+def _evaluate_read(feats: Any, features_h5: str | Path, out_dir: str | Path,
+                   options: EvalOptions, provenance: Provenance | None) -> EvalSummary:
     protocol = options.protocol or str(feats.attrs.get("protocol") or "pairs")
     result = evaluate(feats.query, feats.reference, feats.positives, protocol, options,
                       semi_positives=feats.semi_positives, query_latlon=feats.query_latlon,
                       reference_latlon=feats.reference_latlon)
+    if feats.streamed:
+        result.notes.append(f"{features_h5}: descriptors larger than --memory were streamed "
+                            f"from disk block by block")
     attrs = feats.attrs
     prov = provenance or Provenance(
         run=str(attrs.get("run") or Path(out_dir).resolve().name),

@@ -40,6 +40,16 @@ class Features:
     reference_uids: list[str] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     normalised: bool = False  # True when the reader had to normalise (caller warns)
+    handle: Any = None        # the open HDF5 file while descriptors are streamed
+
+    @property
+    def streamed(self) -> bool:
+        return self.handle is not None
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 def _attr(value: Any) -> Any:
@@ -62,7 +72,10 @@ def _dataset(h5: Any, name: str, path: Path, required: bool = True) -> Any:
     return obj
 
 
-def _descriptors(h5: Any, name: str, path: Path, normalise: bool) -> tuple[np.ndarray, bool]:
+def _descriptors(h5: Any, name: str, path: Path, normalise: bool,
+                 load: bool) -> tuple[Any, bool]:
+    """Validate one descriptor set block by block; return it loaded (float32 or float16),
+    normalised if asked, or, when `load` is False, the open on-disk dataset itself."""
     ds = _dataset(h5, name, path)
     if ds.ndim != 2:
         raise SchemaError(f"{path}:{name}: shape {ds.shape}, expected (N, D) descriptors")
@@ -74,12 +87,10 @@ def _descriptors(h5: Any, name: str, path: Path, normalise: bool) -> tuple[np.nd
                         f"{role} descriptor")
     if ds.shape[1] == 0:
         raise SchemaError(f"{path}:{name}: descriptors have dimension 0")
-    data = ds[...]
-    if data.dtype == np.float64:
-        data = data.astype(np.float32)
+    data = ds[...] if load else ds
     bad_norm = []
     for s in range(0, data.shape[0], _CHUNK):
-        block = data[s:s + _CHUNK].astype(np.float32)
+        block = np.asarray(data[s:s + _CHUNK], dtype=np.float32)
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
             row = s + int(np.flatnonzero(~finite)[0])
@@ -99,6 +110,10 @@ def _descriptors(h5: Any, name: str, path: Path, normalise: bool) -> tuple[np.nd
     if not normalise:
         raise DataError(f"{path}:{name}: descriptors are not L2-normalised (row {row} has norm "
                         f"{norm:.4g}); normalise them before writing, or pass --normalise")
+    if not load:
+        raise DataError(f"{path}:{name}: descriptors are not L2-normalised (row {row} has norm "
+                        f"{norm:.4g}) and are streamed from disk, so --normalise cannot fix them "
+                        f"in memory; write normalised descriptors or raise --memory")
     out = np.empty(data.shape, dtype=np.float32)
     for s in range(0, data.shape[0], _CHUNK):
         block = data[s:s + _CHUNK].astype(np.float32)
@@ -157,25 +172,30 @@ def _uids(h5: Any, name: str, n: int, path: Path) -> list[str] | None:
     return [str(v) for v in values]
 
 
-def read_features(path: str | Path, *, normalise: bool = False) -> Features:
-    """Read and validate a features file; unnormalised descriptors raise unless `normalise`."""
+def read_features(path: str | Path, *, normalise: bool = False,
+                  stream: bool = False) -> Features:
+    """Read and validate a features file; unnormalised descriptors raise unless `normalise`.
+
+    stream=True keeps the descriptors on disk: `query`/`reference` are the open HDF5
+    datasets, read block by block by the search (call `close()` when done).
+    """
     import h5py
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; pass the features HDF5 written by your model "
-                        f"(see DESIGN.md 'Features file')")
+                        f"(layout: `geobench eval --help` and the README's evaluation section)")
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(f"{path}: not a readable HDF5 file ({exc}); re-write it with h5py") from None
-    with h5:
+    try:
         attrs = {k: _attr(v) for k, v in h5.attrs.items()}
         schema = attrs.get("schema")
         if schema is not None and not str(schema).startswith("geobench.features/"):
             raise SchemaError(f"{path}: schema attribute {schema!r}, expected {SCHEMA!r}")
-        query, q_norm = _descriptors(h5, QUERY, path, normalise)
-        reference, r_norm = _descriptors(h5, REFERENCE, path, normalise)
+        query, q_norm = _descriptors(h5, QUERY, path, normalise, load=not stream)
+        reference, r_norm = _descriptors(h5, REFERENCE, path, normalise, load=not stream)
         if query.shape[1] != reference.shape[1]:
             raise SchemaError(f"{path}:{REFERENCE}: dimension D={reference.shape[1]} differs "
                               f"from {QUERY} D={query.shape[1]}; both sides must come from "
@@ -183,11 +203,31 @@ def read_features(path: str | Path, *, normalise: bool = False) -> Features:
         nq, nr = query.shape[0], reference.shape[0]
         positives = _csr(h5, "positives", nq, nr, path, required=True)
         semi = _csr(h5, "semi_positives", nq, nr, path, required=False)
-        return Features(path, query, reference, positives, semi,
-                        _latlon(h5, "/query/latlon", nq, path),
-                        _latlon(h5, "/reference/latlon", nr, path),
-                        _uids(h5, "/query/uids", nq, path), _uids(h5, "/reference/uids", nr, path),
-                        attrs, q_norm or r_norm)
+        feats = Features(path, query, reference, positives, semi,
+                         _latlon(h5, "/query/latlon", nq, path),
+                         _latlon(h5, "/reference/latlon", nr, path),
+                         _uids(h5, "/query/uids", nq, path),
+                         _uids(h5, "/reference/uids", nr, path), attrs, q_norm or r_norm)
+    except BaseException:
+        h5.close()
+        raise
+    if stream:
+        feats.handle = h5
+    else:
+        h5.close()
+    return feats
+
+
+def descriptor_bytes(path: str | Path) -> int:
+    """Bytes of the two descriptor sets as stored (to decide whether to stream them)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return sum(int(np.prod(h5[n].shape)) * h5[n].dtype.itemsize
+                       for n in (QUERY, REFERENCE) if n in h5)
+    except OSError:
+        return 0  # read_features reports the unreadable file
 
 
 def write_features(path: str | Path, query: np.ndarray, reference: np.ndarray,
@@ -196,8 +236,12 @@ def write_features(path: str | Path, query: np.ndarray, reference: np.ndarray,
                    reference_latlon: np.ndarray | None = None,
                    query_uids: Sequence[str] | None = None,
                    reference_uids: Sequence[str] | None = None,
-                   attrs: Mapping[str, Any] | None = None) -> Path:
-    """Write a features file atomically (the training engine's embedding output)."""
+                   attrs: Mapping[str, Any] | None = None, dtype: Any = None) -> Path:
+    """Write a features file atomically (the training engine's embedding output).
+
+    query/reference: arrays, or (N, D) row-sliceable sources copied block by block;
+    dtype: storage type of the descriptors (float16 halves the file), default as given.
+    """
     import h5py
 
     path = Path(path)
@@ -205,8 +249,10 @@ def write_features(path: str | Path, query: np.ndarray, reference: np.ndarray,
         h5.attrs["schema"] = SCHEMA
         for key, value in (attrs or {}).items():
             h5.attrs[key] = "" if value is None else value
-        h5.create_dataset(QUERY, data=np.asarray(query))
-        h5.create_dataset(REFERENCE, data=np.asarray(reference))
+        for name, src in ((QUERY, query), (REFERENCE, reference)):
+            out = h5.create_dataset(name, shape=src.shape, dtype=np.dtype(dtype or src.dtype))
+            for s in range(0, src.shape[0], _CHUNK):
+                out[s:s + _CHUNK] = np.asarray(src[s:s + _CHUNK], dtype=out.dtype)
         for stem, csr in (("positives", positives), ("semi_positives", semi_positives)):
             if csr is not None:
                 h5.create_dataset(f"/query/{stem}_indptr", data=csr.indptr.astype(np.int64))

@@ -44,11 +44,22 @@ def pair_scores(query: np.ndarray, reference: np.ndarray, rows: np.ndarray,
     out = np.empty(len(rows), dtype=np.float64)
     step = max(1, _PAIR_BATCH_BYTES // (16 * max(1, query.shape[1])))
     for s in range(0, len(rows), step):
-        q = query[rows[s:s + step]].astype(np.float64)
-        r = reference[cols[s:s + step]].astype(np.float64)
+        q = take_rows(query, rows[s:s + step]).astype(np.float64)
+        r = take_rows(reference, cols[s:s + step]).astype(np.float64)
         q *= r  # products of float32 values are exact in float64
         out[s:s + step] = q.sum(axis=1)
     return out
+
+
+def take_rows(x, idx: np.ndarray) -> np.ndarray:
+    """x[idx] for an array or a row-sliceable on-disk dataset (h5py reads only sorted,
+    unique rows, so those are read once each and expanded)."""
+    if isinstance(x, np.ndarray):
+        return x[idx]
+    if len(idx) == 0:
+        return np.empty((0, x.shape[1]), dtype=x.dtype)
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    return x[uniq][inverse]
 
 
 def tolerance(query: np.ndarray, reference: np.ndarray) -> float:

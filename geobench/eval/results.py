@@ -151,9 +151,12 @@ def write_results(out_dir: str | Path, result: EvalResult, provenance: Provenanc
         _dataset(h5, "topk/scores", np.asarray(result.topk_scores, dtype=np.float32))
         for name, values in result.per_query.items():
             h5.create_dataset(f"per_query/{name}", data=np.asarray(values))
-        if descriptors is not None:
-            h5.create_dataset("descriptors/query", data=descriptors[0])
-            h5.create_dataset("descriptors/reference", data=descriptors[1])
+        if descriptors is not None:  # copied in blocks: they may be streamed from disk
+            for name, src in zip(("descriptors/query", "descriptors/reference"), descriptors,
+                                 strict=True):
+                out = h5.create_dataset(name, shape=src.shape, dtype=src.dtype)
+                for s in range(0, src.shape[0], 1 << 16):
+                    out[s:s + (1 << 16)] = src[s:s + (1 << 16)]
         for name, uids in (("query/uids", query_uids), ("reference/uids", reference_uids)):
             if uids is not None:
                 h5.create_dataset(name, data=np.asarray(uids, dtype=object),

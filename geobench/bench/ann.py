@@ -1,0 +1,100 @@
+"""Benchmark (part of `geobench bench eval`): faiss indexes against exact search.
+
+A gallery of 1 M references (quick: 100 k) with realistic structure: descriptors drawn
+around a few thousand place centres (streets look alike within a district), queries are
+noisy views of one reference each. Every index runs through geobench's own
+`--search faiss:FACTORY` path (build in blocks, search in blocks, ranks of the first
+positive). Rows, all from one run on the same data and threads:
+- qps: queries per second of the search alone (index built beforehand, as a user
+  searches a built index many times) against exact search's queries per second
+  (target: >= 10x for at least one index, see the README);
+- r@1_loss: R@1 of exact search minus R@1 of the index, in points (target <= 1);
+- build: seconds to train and fill the index (information).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from geobench.bench import MB, make_row
+
+STAGE = "eval"
+
+
+def make_gallery(nq: int, nr: int, dim: int, seed: int = 0, places: int = 4096,
+                 spread: float = 0.55, noise: float = 2.5):
+    """Clustered unit descriptors; query i's positive is reference `target[i]`."""
+    from geobench.eval.csr import CSR
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((places, dim), dtype=np.float32)
+    ref = np.empty((nr, dim), dtype=np.float32)
+    step = 65536
+    for s in range(0, nr, step):
+        n = min(step, nr - s)
+        block = centres[rng.integers(0, places, n)]
+        block += spread * rng.standard_normal((n, dim), dtype=np.float32)
+        ref[s:s + n] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    target = np.sort(rng.choice(nr, size=nq, replace=False))
+    q = ref[target] + noise * rng.standard_normal((nq, dim), dtype=np.float32) / np.sqrt(dim)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return q.astype(np.float32), ref, CSR.from_lists([[int(t)] for t in target])
+
+
+def _settings(quick: bool) -> list[tuple[str, dict]]:
+    lists = 256 if quick else 1024
+    return [("Flat", {}),
+            (f"IVF{lists},Flat", {"nprobe": 8}),
+            (f"IVF{lists},Flat", {"nprobe": 32}),
+            (f"IVF{lists},PQ32", {"nprobe": 32}),
+            ("HNSW32", {"ef_search": 64})]
+
+
+def run(quick: bool) -> list[dict]:
+    from geobench.eval.approx import ApproxOptions, build_index, search_index
+    from geobench.eval.plan import SearchOptions
+    from geobench.eval.search import search
+    from geobench.progress import set_quiet
+
+    set_quiet(True)
+    nq, nr, dim = (1000, 100_000, 256) if quick else (2000, 1_000_000, 256)
+    memory = 1 << 30
+    q, r, positives = make_gallery(nq, nr, dim)
+    t = time.perf_counter()
+    exact = search(q, r, positives, k=10, options=SearchOptions(memory))
+    exact_s = time.perf_counter() - t
+    exact_qps = nq / exact_s
+    exact_r1 = 100.0 * float(np.mean(exact.ranks < 1))
+    size = f"{nq}x{nr} D={dim}"
+    rows = [make_row(STAGE, f"exact search {size}", "qps", exact_qps, None, "queries/s", None,
+                     r1=round(exact_r1, 2), note="geobench exact search, top-10 + ranks")]
+    for factory, params in _settings(quick):
+        options = ApproxOptions(factory, params.get("nprobe"), params.get("ef_search"))
+        t = time.perf_counter()
+        index = build_index(r, options, memory)
+        build_s = time.perf_counter() - t
+        t = time.perf_counter()
+        res = search_index(index, q, r, positives, k=10, keep=10, memory_bytes=memory)
+        search_s = time.perf_counter() - t
+        r1 = 100.0 * float(np.mean(res.ranks < 1))
+        label = options.label
+        rows.append(make_row(STAGE, f"{label} {size}", "qps", nq / search_s, exact_qps,
+                             "queries/s", None, r1=round(r1, 2),
+                             note="floor = exact search's queries/s in this run; "
+                                  "goal >= 10x at <= 1 point of R@1 lost for one index"))
+        rows.append(make_row(STAGE, f"{label} {size}", "r@1_loss", exact_r1 - r1, None,
+                             "points", None, exact_r1=round(exact_r1, 2)))
+        rows.append(make_row(STAGE, f"{label} {size}", "build", build_s, None, "s", None,
+                             index_mb=round(_index_bytes(index) / MB, 1)))
+        del index
+    return rows
+
+
+def _index_bytes(index) -> int:
+    import faiss
+
+    try:
+        return len(faiss.serialize_index(index))
+    except RuntimeError:
+        return 0

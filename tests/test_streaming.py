@@ -1,0 +1,71 @@
+"""Descriptors larger than the memory budget are searched straight from features.h5."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from geobench.eval.csr import CSR
+from geobench.eval.evaluate import EvalOptions, evaluate, evaluate_features
+from geobench.eval.features import read_features, write_features
+from geobench.eval.plan import take_rows
+from geobench.eval.results import read_results
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _data(nq=150, nr=2500, dim=24, seed=0):
+    rng = np.random.default_rng(seed)
+    r = rng.normal(size=(nr, dim)).astype(np.float32)
+    r[nr // 2:nr // 2 + 40] = r[:40]  # exact duplicates: ties must resolve identically
+    r /= np.linalg.norm(r, axis=1, keepdims=True)
+    q = r[:nq] + 0.8 * rng.normal(size=(nq, dim)).astype(np.float32) / np.sqrt(dim)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    pos = CSR.from_lists([[i, (i * 7) % nr] for i in range(nq)])
+    return q, r, pos
+
+
+def test_take_rows_from_disk_equals_fancy_indexing(tmp_path):
+    x = np.arange(60, dtype=np.float32).reshape(20, 3)
+    with h5py.File(tmp_path / "x.h5", "w") as h5:
+        h5["x"] = x
+    idx = np.array([5, 1, 5, 19, 0, 1])
+    with h5py.File(tmp_path / "x.h5", "r") as h5:
+        assert np.array_equal(take_rows(h5["x"], idx), x[idx])
+        assert take_rows(h5["x"], np.array([], dtype=np.int64)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_streamed_evaluation_equals_in_memory(tmp_path, dtype):
+    q, r, pos = _data()
+    path = write_features(tmp_path / "f.h5", q, r, pos, dtype=dtype)
+    with h5py.File(path) as h5:
+        assert h5["/reference/descriptors"].dtype == dtype
+    loaded = read_features(path)
+    budget = 64 << 10  # 64 KB: far below the 250 KB of descriptors, many blocks
+    options = EvalOptions(protocol="pairs", save_topk=20, memory_bytes=budget)
+    want = evaluate(loaded.query, loaded.reference, pos, "pairs", options)
+    summary = evaluate_features(path, tmp_path / "out", options)
+    assert any("streamed from disk" in n for n in summary.notes)
+    assert summary.result.plan.block_references < r.shape[0]  # really blocked
+    got = read_results(summary.results_path)
+    assert np.array_equal(got.ranks, want.ranks)
+    # Ranks do not depend on the block plan at all (canonical scores decide ties).
+    whole = evaluate(loaded.query, loaded.reference, pos, "pairs", EvalOptions())
+    assert np.array_equal(got.ranks, whole.ranks)
+    assert np.array_equal(got.topk_indices, want.topk_indices)
+
+
+def test_streamed_file_stays_closed_and_normalise_is_refused(tmp_path):
+    q, r, pos = _data(20, 300, 8)
+    path = write_features(tmp_path / "f.h5", q, 2 * r, pos)
+    feats = read_features(path, stream=False, normalise=True)
+    assert feats.normalised and not feats.streamed
+    with pytest.raises(Exception, match="streamed from disk, so --normalise cannot fix"):
+        read_features(path, stream=True, normalise=True)
+    ok = write_features(tmp_path / "g.h5", q, r, pos)
+    feats = read_features(ok, stream=True)
+    assert feats.streamed and isinstance(feats.reference, h5py.Dataset)
+    feats.close()
+    with h5py.File(ok, "a"):
+        pass  # no handle left open
