@@ -177,6 +177,9 @@ def prepare_cmd(
     root: Annotated[Optional[Path], typer.Option(help="Raw dataset root in its real layout.")] = None,
     polar: Annotated[bool, typer.Option(help="Also write polar-transformed aerial images.")] = False,
     polar_size: Annotated[str, typer.Option(help="Polar image size HxW.")] = "112x616",
+    polar_stretch: Annotated[str, typer.Option(
+        help="none | minmax: stretch each polar image to 0..255 as SAFA/DSM's published "
+             "files are (for their released weights).")] = "none",
     strict: Annotated[bool, typer.Option(help="Fail on the first missing/corrupt image.")] = False,
     pairs: Annotated[Optional[int], typer.Option(help="synthetic: training pairs "
                                                  "[default 1000].")] = None,
@@ -206,7 +209,14 @@ def prepare_cmd(
 
     options: dict[str, Any] = {"strict": strict}
     if polar:
+        from geobench.geometry.polar import STRETCH
+
+        if polar_stretch not in STRETCH:
+            raise UsageError(f"--polar-stretch {polar_stretch!r} is not one of "
+                             f"{' | '.join(STRETCH)}")
         options.update(polar=True, polar_size=parse_size(polar_size, "--polar-size"), model=model)
+        if polar_stretch != "none":
+            options["polar_stretch"] = polar_stretch
     if name == "synthetic":
         from geobench.datasets.synthetic import SyntheticOptions, prepare_synthetic
 
@@ -253,6 +263,9 @@ def polar_cmd(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     format: Annotated[str, typer.Option("--format", help="png | jpg.")] = "png",
     crop_square: Annotated[bool, typer.Option(help="Centre-crop non-square images.")] = False,
+    stretch: Annotated[str, typer.Option(
+        help="none | minmax: stretch each image to 0..255 as SAFA/DSM's published polar "
+             "files are (for their released weights).")] = "none",
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -260,7 +273,7 @@ def polar_cmd(
     from geobench.geometry.polar import PolarParams, polar_folder
 
     params = PolarParams(size=parse_size(size, "--size"), north=north, radius=radius,
-                         format=format, crop_square=crop_square)
+                         format=format, crop_square=crop_square, stretch=stretch)
     report = polar_folder(src, dst, params, workers=workers, strict=strict)
     rate = report.written / report.seconds if report.seconds > 0 else 0.0
     print_table(f"polar {src} -> {dst}", ["images", "written", "skipped", "failed", "size",

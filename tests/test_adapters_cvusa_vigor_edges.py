@@ -85,9 +85,14 @@ def test_cvusa_polar_off_records_none_and_model_size_is_used(tmp_path):
     ds = prepare_dataset("cvusa", raw, tmp_path / "ds", {"polar": True, "model": "safa"})
     size = [112, 616]                                   # the SAFA card's polar input size
     assert ds.manifest["parameters"]["polar"] == {"size": size, "north": "center",
-                                                  "radius": "safa"}
+                                                  "radius": "safa", "stretch": "none"}
     path = ds.resolve(ds.select("train", "reference", "polar")["path"].iloc[0])
     assert cv2.imread(str(path)).shape == (*size, 3)
+    stretched = prepare_dataset("cvusa", raw, tmp_path / "st", {"polar": True, "model": "safa",
+                                                                "polar_stretch": "minmax"})
+    assert stretched.manifest["parameters"]["polar"]["stretch"] == "minmax"
+    img = cv2.imread(str(stretched.resolve(stretched.select("train", "reference", "polar")["path"].iloc[0])))
+    assert img.min() == 0 and img.max() == 255  # each polar image spans 0..255
     with pytest.raises(UsageError, match="no polar input size on its card"):
         prepare_dataset("cvusa", raw, tmp_path / "d2", {"polar": True, "model": "convnext_gap"})
 

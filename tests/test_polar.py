@@ -266,3 +266,33 @@ def test_polar_of_synthetic_aerials_lines_up_with_synthetic_panoramas(tmp_path):
     turns = {k: int(np.argmax(v)) / W for k, v in found.items()}
     assert min(turns["center"], 1 - turns["center"]) < 1 / 36   # within 10 degrees
     assert abs(turns["left"] - 0.5) < 1 / 36
+
+
+def scipy_bytescale(data: np.ndarray) -> np.ndarray:
+    """scipy.misc.imsave's float -> uint8 step (bytescale with the image's min and max),
+    written out as the definition SAFA's and DSM's published polar files went through."""
+    cmin, cmax = data.min(), data.max()
+    cscale = (cmax - cmin) or 1
+    return (((data - cmin) * (255.0 / cscale)).clip(0, 255) + 0.5).astype(np.uint8)
+
+
+def test_minmax_stretch_reproduces_safa_files_on_low_contrast_tiles(tmp_path):
+    base = smooth_image(60, seed=4).astype(np.float32)
+    low = (100 + base * 0.12).astype(np.uint8)  # a hazy tile: ~30 grey levels of range
+    safa = scipy_bytescale(formula_by_loops(low, 12, 40))
+    plain = polar_transform(low, (12, 40))
+    stretched = polar_transform(low, (12, 40), stretch="minmax")
+    assert stretched.dtype == np.uint8 and stretched.min() == 0 and stretched.max() == 255
+    assert np.abs(stretched.astype(int) - safa).max() <= 2
+    assert np.abs(stretched.astype(int) - safa).mean() < 0.5
+    assert np.abs(plain.astype(int) - safa).max() > 70  # what the unstretched files differ by
+    flat = polar_transform(np.full((20, 20, 3), 90, np.uint8), (4, 8), stretch="minmax")
+    assert not flat.any()  # max = min: scale 1, everything at 0 (as bytescale does)
+    with pytest.raises(UsageError, match="--stretch 'gamma'"):
+        PolarParams(stretch="gamma")
+    # recorded in polar.json; the default keeps older folders' parameters unchanged
+    write_jpg(tmp_path / "src" / "a.jpg", smooth_image(32))
+    polar_folder(tmp_path / "src", tmp_path / "out", PolarParams(size=(8, 16), stretch="minmax"))
+    meta = json.loads((tmp_path / "out" / "polar.json").read_text())
+    assert meta["parameters"]["stretch"] == "minmax" and "max - min" in meta["description"]["stretch_rule"]
+    assert "stretch" not in PolarParams().to_json()

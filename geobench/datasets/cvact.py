@@ -45,6 +45,7 @@ class CVACTOptions:
     utm_northern: bool = False
     polar: bool = False
     polar_size: tuple[int, int] = (112, 616)
+    polar_stretch: str = "none"  # none | minmax (SAFA/DSM's published polar files)
     model: str | None = None
     strict: bool = False
 
@@ -250,8 +251,9 @@ def cvact(root: Path, out: Path, options: dict[str, Any]) -> Adapted:
         from geobench.datasets.cvusa import CVUSAOptions, _polar_size
 
         size = _polar_size(CVUSAOptions(polar_size=opts.polar_size, model=opts.model))
-        parameters["polar"] = {"size": list(size), "north": "center", "radius": "safa"}
-        write_polar(base, Path(out), polar_jobs, size)
+        parameters["polar"] = {"size": list(size), "north": "center", "radius": "safa",
+                               "stretch": opts.polar_stretch}
+        write_polar(base, Path(out), polar_jobs, size, opts.polar_stretch)
     scan = [(f"{p.relative_to(base).as_posix()}/{sub}", (".jpg",)) for p in folders.values()
             for sub in ("streetview", "satview_polish")]
     counts = {"train": 35532, "val": 8884, "test": 92802}

@@ -36,6 +36,7 @@ POLAR_DIR = "polarmap"
 class CVUSAOptions:
     polar: bool = False
     polar_size: tuple[int, int] = (112, 616)
+    polar_stretch: str = "none"       # none | minmax (SAFA/DSM's published polar files)
     model: str | None = None          # take the polar size from this model's card
     splits: tuple[str, ...] = ("train", "test")
     strict: bool = False
@@ -100,9 +101,10 @@ def _polar_size(opts: CVUSAOptions) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def write_polar(raw_root: Path, out: Path, jobs: list[tuple[str, str]], size: tuple[int, int]
-                ) -> None:
-    """Polar-transform each (aerial path, polar path) with the SAFA convention."""
+def write_polar(raw_root: Path, out: Path, jobs: list[tuple[str, str]], size: tuple[int, int],
+                stretch: str = "none") -> None:
+    """Polar-transform each (aerial path, polar path) with the SAFA convention
+    (`stretch`: see geobench.geometry.polar)."""
     import cv2
 
     from geobench.fileio import atomic_path
@@ -114,7 +116,7 @@ def write_polar(raw_root: Path, out: Path, jobs: list[tuple[str, str]], size: tu
         if image is None:
             raise DataError(f"{raw_root / src}: unreadable image; restore it or re-run "
                             f"`geobench doctor` to list damaged files")
-        polar = polar_transform(image, size)
+        polar = polar_transform(image, size, stretch=stretch)
         with atomic_path(out / dst) as tmp:
             if not cv2.imwrite(str(tmp), np.asarray(polar)):
                 raise DataError(f"{out / dst}: could not write the polar image; check disk space")
@@ -196,8 +198,9 @@ def cvusa(root: Path, out: Path, options: dict[str, Any]) -> Adapted:
     }
     if opts.polar and index:
         size = _polar_size(opts)
-        parameters["polar"] = {"size": list(size), "north": "center", "radius": "safa"}
-        write_polar(base, Path(out), polar_jobs, size)
+        parameters["polar"] = {"size": list(size), "north": "center", "radius": "safa",
+                               "stretch": opts.polar_stretch}
+        write_polar(base, Path(out), polar_jobs, size, opts.polar_stretch)
     return Adapted(
         index=index, positives=positives, parameters=parameters, raw_root=base,
         derived_dirs=[POLAR_DIR] if opts.polar else [], missing=missing,

@@ -12,6 +12,12 @@ CVUSA/VIGOR panoramas, so no shift is needed. `north="left"` gives the seed pape
 form (row = S/2 - r cos, col = S/2 + r sin: north at column 0, a W/2 roll of the default),
 and `radius="seed"` its radius (S/2)(H-i)/H. The top row is the aerial border (horizon),
 the bottom row the centre (camera position).
+
+`stretch="minmax"` reproduces the files SAFA and DSM published: their scripts sample in
+float64 and save with `scipy.misc.imsave`, which byte-scales every image on its own —
+(v - min) * 255 / (max - min) over all pixels and channels, + 0.5, truncated to uint8
+(max = min: scale 1). Low-contrast tiles are therefore stretched to the full 0..255
+range; models trained on those files (SAFA/DSM released weights) expect that input.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from geobench.errors import DataError, UsageError
 NORTH = ("center", "left")
 RADIUS = ("safa", "seed")
 FORMATS = ("png", "jpg")
+STRETCH = ("none", "minmax")
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class PolarParams:
     radius: str = "safa"
     format: str = "png"
     crop_square: bool = False
+    stretch: str = "none"  # none | minmax (SAFA/DSM's per-image byte scaling)
 
     def __post_init__(self) -> None:
         h, w = self.size
@@ -46,13 +54,16 @@ class PolarParams:
                              f"integers HEIGHTxWIDTH, e.g. 112x616")
         object.__setattr__(self, "size", (int(h), int(w)))
         for name, value, allowed in (("north", self.north, NORTH), ("radius", self.radius, RADIUS),
-                                     ("format", self.format, FORMATS)):
+                                     ("format", self.format, FORMATS),
+                                     ("stretch", self.stretch, STRETCH)):
             if value not in allowed:
                 raise UsageError(f"--{name} {value!r} is not one of {' | '.join(allowed)}")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["size"] = list(self.size)
+        if self.stretch == "none":  # folders written before the option still match
+            del data["stretch"]
         return data
 
 
@@ -119,15 +130,30 @@ def _square(img: np.ndarray, crop_square: bool, source: str | Path | None) -> np
 
 def polar_transform(img: np.ndarray, size: tuple[int, int] = (112, 616), north: str = "center",
                     radius: str = "safa", crop_square: bool = False,
-                    source: str | Path | None = None) -> np.ndarray:
-    """Polar-transform one square aerial image (H×W×C or H×W, any dtype cv2 remaps)."""
+                    source: str | Path | None = None, stretch: str = "none") -> np.ndarray:
+    """Polar-transform one square aerial image (H×W×C or H×W, any dtype cv2 remaps);
+    `stretch="minmax"`: sample in float and byte-scale the result (see module doc)."""
     import cv2
 
+    if stretch not in STRETCH:
+        raise UsageError(f"--stretch {stretch!r} is not one of {' | '.join(STRETCH)}")
     img = _square(np.asarray(img), crop_square, source)
+    if stretch == "minmax":  # no rounding to uint8 before the stretch amplifies it
+        img = img.astype(np.float32)
     H, W = size
     m1, m2 = _fixed_maps(int(img.shape[0]), int(H), int(W), north, radius)
-    return cv2.remap(img, m1, m2, interpolation=cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out = cv2.remap(img, m1, m2, interpolation=cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return byte_scale(out) if stretch == "minmax" else out
+
+
+def byte_scale(values: np.ndarray) -> np.ndarray:
+    """scipy.misc.imsave's conversion of a float image: min..max of the whole image
+    (all channels together) to 0..255, + 0.5, truncated; a flat image gets scale 1."""
+    v = np.asarray(values, dtype=np.float64)
+    lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 0.0)
+    scale = 255.0 / (hi - lo if hi > lo else 1.0)
+    return (np.clip((v - lo) * scale, 0.0, 255.0) + 0.5).astype(np.uint8)
 
 
 def polar_numpy(img: np.ndarray, size: tuple[int, int] = (112, 616), north: str = "center",
@@ -165,7 +191,7 @@ def column_heading(j: Any, W: int, north: str = "center") -> Any:
 def polar_job(img: np.ndarray, params: PolarParams, job: Any) -> list[tuple[np.ndarray, dict]]:
     """Worker entry for the folder runner: one aerial image -> one polar image."""
     return [(polar_transform(img, params.size, params.north, params.radius,
-                             params.crop_square, job.src), {})]
+                             params.crop_square, job.src, params.stretch), {})]
 
 
 def describe(params: PolarParams) -> dict[str, Any]:
@@ -181,6 +207,10 @@ def describe(params: PolarParams) -> dict[str, Any]:
             "formula": f"r = {r}, theta = 2 pi j / W, {sample}; S = aerial side in pixels",
             "heading": heading,
             "interpolation": "bilinear (OpenCV remap, 1/32 px), zero outside the aerial image",
+            "stretch": params.stretch,
+            "stretch_rule": ("per image: (v - min) * 255 / (max - min) + 0.5, truncated (SAFA/"
+                             "DSM files, scipy.misc.imsave byte scaling)"
+                             if params.stretch == "minmax" else "none: grey levels as sampled"),
             "convention": "safa-code" if (params.north, params.radius) == ("center", "safa")
             else "custom"}
 
