@@ -75,3 +75,29 @@ def bench(session: nox.Session) -> None:
         failed.append("accuracy (see the report check above)")
     if failed:
         session.error(f"benchmark regression: {'; '.join(failed)}")
+
+
+# Mutation testing (issue 18): not per-commit CI; run it after changing one of the modules
+# whose correctness decides published numbers, then commit benchmarks/mutation/*.csv.
+MUTMUT = "mutmut>=3.8,<3.9"  # the score script reads this release's result files
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """mutmut over the modules in [tool.mutmut] (pyproject.toml) against their fast tests.
+
+    `nox -s mutants` runs all eleven modules (about 5,000 mutants, two workers);
+    `nox -s mutants -- polar mining` only those (names in benchmarks/mutation_score.py).
+    Writes benchmarks/mutation/scores.csv (per module and date) and survivors.csv.
+    """
+    install(session, "[test]")
+    session.install(MUTMUT)
+    modules = list(session.posargs)
+    globs = session.run("python", "benchmarks/mutation_score.py", "--globs", *modules,
+                        silent=True).split()
+    # mutmut copies unmutated files once and keeps them: start from a fresh copy so the
+    # run sees today's code
+    shutil.rmtree("mutants", ignore_errors=True)
+    session.run("mutmut", "run", "--max-children", "2", *globs,
+                env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    session.run("python", "benchmarks/mutation_score.py", *modules)
