@@ -225,3 +225,22 @@ def test_initial_weights_loads_every_backbone_and_warns_for_random_paper_recipes
     monkeypatch.setenv("GEOBENCH_WEIGHTS_CATALOG", str(write_catalog(homes / "e.yaml", [])))
     with pytest.raises(UsageError, match="no entry for backbone resnet_micro"):
         initial_weights(build_model("mcgra", preset="tiny"), pretrained="imagenet", preset="tiny")
+
+
+def test_unhashed_names_are_cached_per_entry_and_unwritable_cache_is_one_line(
+        server, homes, monkeypatch):
+    root, base, _ = server
+    (root / "model.safetensors").write_bytes(b"one")
+    digest = hashlib.sha256(b"one").hexdigest()
+    path = write_catalog(homes / "c.yaml", [
+        {"name": "a.test", "url": f"{base}/model.safetensors", "sha256": digest},
+        {"name": "b.test", "url": f"{base}/model.safetensors", "sha256": digest}])
+    catalog = load_weights_catalog(path)
+    paths = {fetch_weights(catalog[n]).path.name for n in ("a.test", "b.test")}
+    assert paths == {"a.test--model.safetensors", "b.test--model.safetensors"}
+    blocker = homes / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("GEOBENCH_HOME", str(blocker))
+    with pytest.raises(DataError, match="cannot create the weights cache") as exc:
+        fetch_weights(catalog["a.test"])
+    assert "GEOBENCH_HOME" in str(exc.value) and "\n" not in str(exc.value)

@@ -112,6 +112,8 @@ def test_wrong_hash_offline_and_bad_names_fail_on_one_line(
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
     assert not (cache / "resnet50-0123abcd.pth").exists()
     assert not (cache / "resnet50-89abcdef.pth").exists()
+    res = invoke(*train_args(street_world, homes / "run-file", cfg, "--weights", homes / "no.pth"))
+    assert res.exit_code != 0 and "no.pth: weights file not found" in res.stderr
     res = invoke(*train_args(street_world, homes / "run-gone2", cfg, "--pretrained", "gone"))
     assert str(cache / "resnet50-89abcdef.pth") in res.stderr and "--weights FILE" in res.stderr
 

@@ -1,12 +1,15 @@
 """A model's starting weights and their provenance: `--weights FILE` or `--pretrained CHOICE`.
 
-`initial_weights` loads them and returns the record that goes into RUN/config.json (and
-from there into every results.h5 / metrics.csv evaluated from the run): name, URL, full
-sha256 of the bytes loaded, loaded / skipped / missing / unexpected key counts.
+`plan_start` resolves and fetches them from the model's name and arguments alone, so a
+wrong name, a bad hash or no network fail before a large model is built or a dataset read;
+`apply_start` loads them and returns the record that goes into RUN/config.json (and from
+there into every results.h5 / metrics.csv evaluated from the run): name, URL, full sha256
+of the bytes loaded, loaded / skipped / missing / unexpected key counts.
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,83 +25,113 @@ def default_choice(preset: str | None) -> str:
     return "imagenet" if preset is None else "none"
 
 
-def model_backbone(model: Any) -> str | None:
-    return getattr(model, "backbone_name", None)
-
-
-def recipe_weights(name: str, preset: str | None = None) -> tuple[str, Any]:
-    """(backbone, catalog entry or None) that `--pretrained imagenet` gives model `name`."""
+def backbone_of(name: str, preset: str | None = None, model_args: dict[str, Any] | None = None) -> str:
+    """The backbone a registered model is built with (factory default < preset < arguments)."""
     from geobench.models import describe
-    from geobench.models.pretrained import choose
 
     info = describe(name)
     backbone = info["arguments"].get("backbone")
     if preset is not None:
         backbone = info["presets"].get(preset, {}).get("kwargs", {}).get("backbone", backbone)
-    if backbone is None:
-        return "", None
-    return backbone, choose("imagenet", backbone, name)
+    backbone = (model_args or {}).get("backbone", backbone)
+    return str(backbone) if backbone else ""
 
 
-def _counts(report: Any) -> dict[str, int]:
-    return {"loaded": report.loaded, "skipped": len(report.skipped),
-            "missing": len(report.missing), "unexpected": len(report.unexpected)}
+def recipe_weights(name: str, preset: str | None = None) -> tuple[str, Any]:
+    """(backbone, catalog entry or None) that `--pretrained imagenet` gives model `name`."""
+    from geobench.models.pretrained import choose
+
+    backbone = backbone_of(name, preset)
+    return backbone, (choose("imagenet", backbone, name) if backbone else None)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Resolved starting weights, not yet loaded."""
+
+    model: str
+    weights: str | None = None      # a local file (wins over the catalog)
+    choice: str = "none"
+    backbone: str = ""
+    entry: Any = None               # geobench.models.pretrained.WeightsEntry
+    fetched: Any = None             # geobench.models.pretrained.Fetched
+
+
+def plan_start(model: str, preset: str | None = None, model_args: dict[str, Any] | None = None,
+               weights: str | None = None, pretrained: str | None = None,
+               explicit: bool | None = None) -> Start:
+    """Resolve (and fetch) what `model` starts from; warns if a paper recipe starts at random.
+
+    `pretrained` None means the default for `preset`; `explicit` (default: it was given)
+    makes `imagenet` without a catalog file an error rather than the paper-recipe warning.
+    """
+    if weights is not None:
+        if not Path(weights).is_file():
+            from geobench.errors import DataError
+
+            raise DataError(f"{weights}: weights file not found; pass the path of a local "
+                            f".pth/.pt/.safetensors file to --weights")
+        return Start(model, weights=str(weights))
+    choice = pretrained or default_choice(preset)
+    explicit = pretrained is not None if explicit is None else explicit
+    backbone = backbone_of(model, preset, model_args)
+    if not backbone:  # no registered backbone: nothing in the catalog fits
+        return Start(model, choice=choice)
+    from geobench.models.pretrained import choose, fetch_weights
+
+    entry = choose(choice, backbone, model)
+    if entry is None:
+        if choice == "imagenet" and explicit:
+            raise UsageError(f"--pretrained imagenet: the weights catalog has no entry for backbone "
+                             f"{backbone} of {model}; pass --weights FILE or --pretrained none")
+        if preset is None:
+            why = ("--pretrained none" if choice == "none" else
+                   f"the weights catalog has no ImageNet entry for backbone {backbone}")
+            warnings.warn(f"{model}: the paper recipe starts from random weights ({why}); the "
+                          f"published numbers assume pretrained weights", RandomInitWarning,
+                          stacklevel=2)
+        return Start(model, choice=choice, backbone=backbone)
+    return Start(model, choice=choice, backbone=backbone, entry=entry, fetched=fetch_weights(entry))
+
+
+def _counts(reports: list[Any]) -> dict[str, int]:
+    return {"loaded": sum(r.loaded for r in reports),
+            "skipped": sum(len(r.skipped) for r in reports),
+            "missing": sum(len(r.missing) for r in reports),
+            "unexpected": sum(len(r.unexpected) for r in reports)}
+
+
+def apply_start(model: Any, start: Start) -> dict[str, Any]:
+    """Load `start` into the built `model`; returns the provenance record."""
+    from geobench.fileio import sha256_file
+
+    if start.weights is not None:
+        from geobench.models.released import load_model_weights
+
+        report = load_model_weights(model, start.weights)
+        path = Path(start.weights)
+        return {"source": "file", "name": path.name, "path": str(path.resolve()),
+                "sha256": sha256_file(path), "format": report.naming or "backbone",
+                **_counts([report])}
+    record: dict[str, Any] = {"source": "pretrained", "choice": start.choice, "name": "none",
+                              "backbone": start.backbone}
+    if start.entry is None:
+        if not start.backbone:
+            record["note"] = "the model has no registered backbone"
+        return record
+    path = start.fetched.path
+    reports = [bb.load_weights(str(path)) for bb in model.backbones()]
+    record.update({"name": start.entry.name, "url": start.entry.url,
+                   "sha256": start.fetched.sha256, "path": str(path),
+                   "fetched": start.fetched.action, "format": start.entry.format,
+                   "license": start.entry.license, **_counts(reports)})
+    return record
 
 
 def initial_weights(model: Any, weights: str | None = None, pretrained: str | None = None,
                     preset: str | None = None, explicit: bool | None = None) -> dict[str, Any]:
-    """Load the starting weights into `model`; returns their provenance record.
-
-    `weights` (a local file: the whole model, a released checkpoint or a backbone) wins
-    over `pretrained` (None = the default for `preset`). `explicit`: the user asked for
-    `pretrained` (default: it was given), so `imagenet` without a catalog file is an error
-    rather than the paper-recipe warning.
-    """
-    from geobench.fileio import sha256_file
-
-    if weights is not None:
-        from geobench.models.released import load_model_weights
-
-        report = load_model_weights(model, weights)
-        return {"source": "file", "name": Path(weights).name, "path": str(Path(weights).resolve()),
-                "sha256": sha256_file(weights), "format": report.naming or "backbone",
-                **_counts(report)}
-    choice = pretrained or default_choice(preset)
-    explicit = pretrained is not None if explicit is None else explicit
-    backbone = model_backbone(model) or ""
-    name = getattr(model, "model_name", "")
-    record: dict[str, Any] = {"source": "pretrained", "choice": choice, "name": "none",
-                              "backbone": backbone}
-    from geobench.models.pretrained import choose, fetch_weights
-
-    if not backbone:  # a model without a registered backbone: nothing in the catalog fits
-        return {**record, "name": "none", "note": "the model has no registered backbone"}
-    entry = choose(choice, backbone, name)
-    if entry is None:
-        if choice == "imagenet" and explicit:
-            raise UsageError(f"--pretrained imagenet: the weights catalog has no entry for backbone "
-                             f"{backbone} of {name}; pass --weights FILE or --pretrained none")
-        if preset is None:
-            why = ("--pretrained none" if choice == "none" else
-                   f"the weights catalog has no ImageNet entry for backbone {backbone}")
-            warnings.warn(f"{name}: the paper recipe starts from random weights ({why}); the "
-                          f"published numbers assume pretrained weights", RandomInitWarning,
-                          stacklevel=2)
-        return record
-    fetched = fetch_weights(entry)
-    reports = [bb.load_weights(str(fetched.path)) for bb in model.backbones()]
-    total = {k: sum(_counts(r)[k] for r in reports) for k in ("loaded", "skipped", "missing",
-                                                               "unexpected")}
-    record.update({"name": entry.name, "url": entry.url, "sha256": fetched.sha256,
-                   "path": str(fetched.path), "fetched": fetched.action, "format": entry.format,
-                   "license": entry.license, **total})
-    return record
-
-
-def describe_record(record: dict[str, Any] | None) -> str:
-    """One line for tables: 'resnet50.tv_in1k (sha256 0676ba61...)' or 'none'."""
-    if not record:
-        return "not recorded"
-    if record.get("name", "none") == "none":
-        return "none (random initialisation)"
-    return f"{record['name']} (sha256 {str(record.get('sha256', ''))[:12]}…)"
+    """plan_start + apply_start for an already built registered model."""
+    name = getattr(model, "model_name", type(model).__name__)
+    args = {"backbone": model.backbone_name} if getattr(model, "backbone_name", None) else {}
+    start = plan_start(name, preset, args, weights, pretrained, explicit)
+    return apply_start(model, start)

@@ -52,6 +52,14 @@ class WeightsEntry:
     def full_hash(self) -> bool:
         return len(self.sha256) == 64
 
+    @property
+    def cache_name(self) -> str:
+        """The file name in the cache: the published one when it carries the hash (as torch.hub
+        names files), else prefixed with the entry name, so `model.safetensors` files of
+        different entries never overwrite each other."""
+        stem = self.file_name.split(".")[0]
+        return self.file_name if stem.endswith(self.sha256[:8]) else f"{self.name}--{self.file_name}"
+
 
 def backbone_family(name: str) -> str:
     """resnet50_layer3 -> resnet50, convnext_t -> convnext_tiny: the catalog's backbone key."""
@@ -183,7 +191,7 @@ def fetch_weights(entry: WeightsEntry, timeout: float = 60.0) -> Fetched:
     from geobench.download import fetch
     from geobench.fileio import sha256_file
 
-    dest = cache_dir() / entry.file_name
+    dest = cache_dir() / entry.cache_name
     for where, action in ((dest, "cached"), (torch_hub_dir() / entry.file_name, "torch-cache")):
         if where.is_file():
             digest = sha256_file(where)
@@ -195,7 +203,15 @@ def fetch_weights(entry: WeightsEntry, timeout: float = 60.0) -> Fetched:
     # wrong file never sits under the final name (fetch resumes the staging .part).
     staging = dest.with_name(dest.name + ".unverified")
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{dest.parent}: cannot create the weights cache ({exc.strerror or exc}); "
+                        f"set GEOBENCH_HOME to a writable folder or pass --weights FILE") from None
+    try:
         got = fetch(entry.url, staging, timeout=timeout)
+    except OSError as exc:  # the cache's disk, not the network
+        raise DataError(f"{staging}: cannot write the downloaded weights ({exc.strerror or exc}); "
+                        f"free space or set GEOBENCH_HOME to another folder") from None
     except DataError as exc:
         reason = str(exc).split(";")[0]
         raise DataError(f"{reason}; cannot fetch pretrained weights {entry.name}: put the file "

@@ -97,10 +97,11 @@ class _Run:
         if not cfg.resume and self.last_path.is_file():
             raise UsageError(f"{self.run} already holds a training run ({ckpt.LAST}); pass "
                              f"--resume to continue it or choose a new --out")
+        start = self._plan_start()  # before anything heavy: a bad name or no network fails fast
         self.prepared = read_prepared(cfg.data)
         _seed_everything(cfg.seed)
         self.model = cards.build(cfg.model, cfg.preset, cfg.model_args)
-        self.init_weights = self._initial_weights()
+        self.init_weights = self._initial_weights(start)
         card = self.card = self.model.card
         pairs = build_pairs(self.prepared, cfg.train_split, card.query_view, card.reference_view)
         self.pairs = pairs
@@ -167,18 +168,23 @@ class _Run:
 
             self.tb = TensorBoardLog(self.run)
 
-    def _initial_weights(self) -> dict[str, Any] | None:
-        """Load --weights / --pretrained (rank 0 only: DDP broadcasts rank 0's state)."""
-        from geobench.models.initial import initial_weights
+    def _plan_start(self) -> Any:
+        """Resolve and fetch --weights / --pretrained (rank 0 only: DDP broadcasts its state)."""
+        from geobench.models.initial import plan_start
+
+        cfg = self.cfg
+        if cfg.resume or not self.ctx.is_main:  # a resumed run's checkpoint holds the weights
+            return None
+        explicit = not cfg.sources.get("pretrained", "default").startswith("default")
+        return plan_start(cfg.model, cfg.preset, cfg.model_args, cfg.weights, cfg.pretrained, explicit)
+
+    def _initial_weights(self, start: Any) -> dict[str, Any] | None:
+        from geobench.models.initial import apply_start
         from geobench.train.config import read_config
 
-        if self.cfg.resume:  # the checkpoint holds the weights; keep the run's record
+        if self.cfg.resume:  # keep the run's own record
             return read_config(self.run).get("init_weights") if self.ctx.is_main else None
-        if not self.ctx.is_main:
-            return None
-        cfg = self.cfg
-        explicit = not cfg.sources.get("pretrained", "default").startswith("default")
-        return initial_weights(self.model, cfg.weights, cfg.pretrained, cfg.preset, explicit)
+        return apply_start(self.model, start) if start is not None else None
 
     # --- checkpoints -----------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:

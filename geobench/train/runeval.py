@@ -239,15 +239,16 @@ def evaluate_weights(model_name: str, data: str | Path, out: str | Path, split: 
 
     from geobench.eval.evaluate import EvalOptions, Provenance, evaluate_features
     from geobench.eval.features import write_features
-    from geobench.models.initial import initial_weights
+    from geobench.models.initial import apply_start, plan_start
     from geobench.prepared import read_prepared
     from geobench.train import cards
 
     if weights is None and pretrained is None:
         raise UsageError(f"--model {model_name}: pass --weights FILE or --pretrained NAME|imagenet "
                          f"(what to evaluate it with)")
+    start = plan_start(model_name, preset, {}, str(weights) if weights else None, pretrained)
     model = cards.build(model_name, preset, {})
-    init = initial_weights(model, str(weights) if weights else None, pretrained, preset)
+    init = apply_start(model, start)
     model.to(device).eval()
     prepared = read_prepared(data)
     options = options or EvalOptions()
