@@ -507,6 +507,15 @@ def eval_cmd(
     pretrained: Annotated[Optional[str], typer.Option(help="With --model: imagenet or a "
                                                       "weights-catalog entry name.")] = None,
     preset: Annotated[Optional[str], typer.Option(help="With --model: model preset.")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(
+        help="RUN mode: best, last or a checkpoint file [default: best when the run has one].")
+    ] = None,
+    device: Annotated[Optional[str], typer.Option(
+        help="cpu | cuda for embedding and search [default: cuda when available].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per embedding batch.")] = 32,
+    workers: Annotated[int, typer.Option(help="Image-loading worker processes.")] = 2,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed-precision "
+                                                "embedding [default: on with CUDA].")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a run on a prepared split, or a features file, under a named protocol."""
@@ -519,6 +528,14 @@ def eval_cmd(
     parse_search(search)  # a bad --search fails before any work
     approx = dict(search=search, nprobe=nprobe, ef_search=ef_search, exact_sample=exact_sample)
     check_policy(ties)
+    from geobench.train.runeval import resolve_device
+
+    device = resolve_device(device)
+    if device == "cpu":  # the search stays on the CPU too (numpy engine)
+        approx["backend"] = "numpy"
+    else:
+        approx["device"] = device
+    embed = dict(batch_size=batch_size, device=device, workers=workers)
     if model is not None or weights is not None or pretrained is not None:
         if model is None or run is not None or features is not None or data is None or out is None:
             raise UsageError("--weights/--pretrained evaluate a model without a run: pass "
@@ -529,7 +546,7 @@ def eval_cmd(
             protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
             save_topk=save_topk, save_descriptors=save_descriptors, ties=ties, **approx),
             weights=weights,
-            pretrained=pretrained, preset=preset)
+            pretrained=pretrained, preset=preset, **embed)
         for note in summary.notes:
             typer.echo(f"warning: {one_line(note)}", err=True)
         _print_eval(summary)
@@ -546,7 +563,7 @@ def eval_cmd(
         summary = evaluate_run(run, data, split, EvalOptions(
             protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
             save_topk=save_topk, save_descriptors=save_descriptors, ties=ties, **approx),
-            out=out)
+            out=out, checkpoint=checkpoint, amp=amp, **embed)
         for note in summary.notes:
             typer.echo(f"warning: {one_line(note)}", err=True)
         _print_eval(summary)

@@ -105,3 +105,60 @@ def test_killed_run_leaves_whole_files_and_resumes(invoke, world, tmp_path):
     assert res.exit_code == 0, res.output
     assert "resumed from step" in res.stdout
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == target
+
+
+def test_eval_run_checkpoint_device_and_cheap_checks_first(invoke, world, tmp_path, monkeypatch):
+    import hashlib
+    import shutil
+
+    from geobench.eval.results import read_results
+
+    name = register_test_model()
+    run = tmp_path / "run"
+    assert invoke("train", name, "--data", world, "--out", run, "--epochs", "1", "--workers",
+                  "0", "--eval-every", "1", "--quiet").exit_code == 0
+    assert (run / "best.pt").is_file()
+    # every cheap mistake fails in one line before anything is embedded
+    import geobench.train.runeval as R
+
+    def no_embedding(*a, **k):
+        raise AssertionError("embedded before validating")
+
+    monkeypatch.setattr(R, "embed_sets", no_embedding)
+    for args, fragment in (
+            (["--protocol", "cvusaa"], "cvusaa"), (["--split", "val"], "split 'val'"),
+            (["--checkpoint", str(tmp_path / "nope.pt")], "nope.pt: checkpoint not found"),
+            (["--device", "tpu"], "--device 'tpu'"), (["--batch-size", "0"], "--batch-size"),
+            (["--ties", "fair"], "--ties 'fair'")):
+        res = invoke("eval", run, "--data", world, "--quiet", *args)
+        assert res.exit_code != 0 and fragment in res.stderr, (args, res.stderr)
+        assert "Traceback" not in res.output and len(res.stderr.strip().splitlines()) == 1
+    if not torch.cuda.is_available():
+        res = invoke("eval", run, "--data", world, "--device", "cuda", "--quiet")
+        assert res.exit_code != 0 and "no CUDA device" in res.stderr
+    monkeypatch.undo()
+    # default: best.pt; the recorded hash is of the bytes loaded; --checkpoint last / PATH
+    out = run / "eval" / "tinyworld-test"
+    res = invoke("eval", run, "--data", world, "--device", "cpu", "--workers", "0",
+                 "--batch-size", "4", "--quiet")
+    assert res.exit_code == 0, res.output
+    stored = read_results(out / "results.h5")
+    extra = json.loads(stored.attrs["extra"])
+    assert extra["checkpoint"] == str((run / "best.pt").resolve()) and extra["device"] == "cpu"
+    assert stored.attrs["checkpoint_sha256"] == hashlib.sha256(
+        (run / "best.pt").read_bytes()).hexdigest()
+    res = invoke("eval", run, "--data", world, "--checkpoint", "last", "--out", tmp_path / "l",
+                 "--workers", "0", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert json.loads(read_results(tmp_path / "l" / "results.h5").attrs["extra"])[
+        "checkpoint"] == str((run / "checkpoint.pt").resolve())
+    # a checkpoint replaced after an evaluation is never scored with the stale features
+    stamp = (out / "features.h5").stat().st_mtime_ns
+    other = tmp_path / "other"
+    assert invoke("train", name, "--data", world, "--out", other, "--epochs", "1", "--seed",
+                  "9", "--workers", "0", "--eval-every", "0", "--quiet").exit_code == 0
+    shutil.copy(other / "checkpoint.pt", run / "best.pt")
+    assert invoke("eval", run, "--data", world, "--workers", "0", "--quiet").exit_code == 0
+    assert (out / "features.h5").stat().st_mtime_ns != stamp
+    assert read_results(out / "results.h5").attrs["checkpoint_sha256"] == hashlib.sha256(
+        (other / "checkpoint.pt").read_bytes()).hexdigest()

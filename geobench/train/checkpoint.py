@@ -62,6 +62,14 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely (weights_only) with a one-line error for bad files."""
+    return read_checkpoint(path, map_location)[0]
+
+
+def read_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[dict[str, Any], str]:
+    """(state, sha256 of the bytes loaded). The file is read once and loaded from memory,
+    so the hash always describes what was loaded, even while a training run replaces it."""
+    import hashlib
+    import io
     import pickle
 
     import torch
@@ -70,8 +78,10 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found; train first with `geobench train MODEL "
                         f"--data DS --out {path.parent}`")
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        data = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: not a readable checkpoint ({reason}); delete it and re-run "
@@ -80,7 +90,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise DataError(f"{path}: format {found!r}, expected {FORMAT!r}; this is not a geobench "
                         f"training checkpoint")
-    return data
+    return data, digest
 
 
 def checkpoint_hash(path: str | Path) -> str:

@@ -141,66 +141,105 @@ def _cached(features: Path, attrs: dict[str, Any]) -> bool:
 
 def load_run_model(checkpoint_path: str | Path, device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
     """Rebuild the model recorded in a checkpoint and load its weights."""
-    from geobench.train import cards
     from geobench.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint_path)
+    return model_from_state(state, device), state
+
+
+def model_from_state(state: dict[str, Any], device: Any = "cpu") -> Any:
+    from geobench.train import cards
+
     args = dict(state.get("model_args", {}))
     preset = args.pop("preset", None)
     model = cards.build(state["model"], preset, args)
     model.load_state_dict(state["model_state"])
     model.to(device).eval()
-    return model, state
+    return model
+
+
+def resolve_device(device: str | None) -> str:
+    """None: cuda when available, else cpu; an unavailable cuda is a one-line error."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UsageError(f"--device {device!r}: use cpu or cuda (cuda:N for one GPU)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda but no CUDA device is available; use --device cpu")
+    return device
+
+
+def resolve_checkpoint(run: Path, checkpoint: str | None) -> Path:
+    """best (RUN/best.pt), last (RUN/checkpoint.pt) or a path; None: best when it exists."""
+    from geobench.train.checkpoint import BEST, LAST
+
+    if checkpoint is None:
+        checkpoint = "best" if (run / BEST).is_file() else "last"
+    path = {"last": run / LAST, "best": run / BEST}.get(checkpoint, Path(checkpoint))
+    if not path.is_file():
+        hint = ("the run has no best.pt (it never evaluated a validation split); use "
+                "--checkpoint last" if checkpoint == "best" else
+                f"pass --checkpoint best|last or a checkpoint file of {run}")
+        raise DataError(f"{path}: checkpoint not found; {hint}")
+    return path
 
 
 def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options: Any = None, *,
-                 checkpoint: str = "last", out: str | Path | None = None, batch_size: int = 32,
-                 device: str = "cpu", workers: int = 0) -> Any:
+                 checkpoint: str | None = None, out: str | Path | None = None,
+                 batch_size: int = 32, device: str | None = None, workers: int = 0,
+                 amp: bool | None = None) -> Any:
     """`geobench eval RUN --data DS --split S` -> geobench.eval.evaluate.EvalSummary.
 
-    checkpoint: "last" (RUN/checkpoint.pt), "best" (RUN/best.pt) or a path.
+    checkpoint: "best" (RUN/best.pt), "last" (RUN/checkpoint.pt) or a path; default best
+    when the run has one. device: default cuda when available; amp: default on with CUDA.
+    Everything cheap is checked first (run, options, dataset, split, protocol, checkpoint),
+    so a mistake fails before any image is embedded.
     """
     from dataclasses import replace
 
     from geobench.eval.evaluate import EvalOptions, Provenance, evaluate_features
     from geobench.eval.features import write_features
-    from geobench.fileio import sha256_file
+    from geobench.eval.protocols import get_protocol
     from geobench.prepared import read_prepared
-    from geobench.train.checkpoint import BEST, LAST
+    from geobench.train.checkpoint import read_checkpoint
 
     run = Path(run)
     if not run.is_dir():
         raise DataError(f"{run}: not a run directory; train one with `geobench train MODEL "
                         f"--data DS --out {run}`")
-    path = {"last": run / LAST, "best": run / BEST}.get(checkpoint, Path(checkpoint))
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda but no CUDA device is available; use --device cpu")
-    model, state = load_run_model(path, device)
+    if batch_size < 1 or workers < 0:
+        raise UsageError(f"--batch-size must be >= 1 and --workers >= 0 (got {batch_size}, "
+                         f"{workers})")
+    device = resolve_device(device)
+    amp = device.startswith("cuda") if amp is None else bool(amp and device.startswith("cuda"))
     prepared = read_prepared(data)
     options = options or EvalOptions()
-    protocol = options.protocol or default_protocol(prepared)
+    protocol = get_protocol(options.protocol or default_protocol(prepared)).name
+    pick_eval_split(prepared, split)  # the split must have queries and references
+    path = resolve_checkpoint(run, checkpoint)
+    state, digest = read_checkpoint(path)  # the hash of exactly the bytes loaded
+    model = model_from_state(state, device)
     name = prepared.name or Path(data).resolve().name
     out_dir = Path(out) if out is not None else run / "eval" / f"{name}-{split}"
     features = out_dir / FEATURES_FILE
-    attrs = {"model": state["model"], "checkpoint_sha256": sha256_file(path),
+    attrs = {"model": state["model"], "checkpoint_sha256": digest,
              "dataset": name, "dataset_sha256": prepared.dataset_hash(), "split": split,
              "protocol": protocol, "run": run.resolve().name}
     if not _cached(features, attrs):
         emb = embed_sets(model, prepared, split, protocol, batch_size=batch_size, device=device,
-                         workers=workers)
+                         workers=workers, amp=amp)
         s = emb.sets
         write_features(features, emb.query, emb.reference, s.positives,
                        semi_positives=s.semi_positives, query_latlon=s.query_latlon,
                        reference_latlon=s.reference_latlon, query_uids=list(s.queries["uid"]),
                        reference_uids=list(s.references["uid"]), attrs=attrs)
     prov = Provenance(run=attrs["run"], dataset=name, split=split, model=state["model"],
-                      checkpoint_sha256=attrs["checkpoint_sha256"],
-                      dataset_sha256=attrs["dataset_sha256"],
+                      checkpoint_sha256=digest, dataset_sha256=attrs["dataset_sha256"],
                       extra={"checkpoint": str(path.resolve()), "step": int(state["step"]),
-                             "data": str(Path(data).resolve())},
+                             "data": str(Path(data).resolve()), "device": device,
+                             "amp": amp, "selected_on": (state.get("best") or {}).get("split", "")},
                       **_row_record(run, state))
     return evaluate_features(features, out_dir, replace(options, protocol=protocol), prov)
 
