@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/calibrate.py [--quick] [--out DIR] [--md FILE]
         [--pairs N] [--test-pairs M] [--epochs E] [--model-epochs E2] [--seed S]
-        [--presets easy,standard,hard] [--models mcgra,safa,convnext_gap,lrfr,mixvpr]
+        [--presets easy,standard,hard] [--models mcgra,asavg,safa,convnext_gap,lrfr,mixvpr]
 
 Table 1 trains the demo's model and recipe (geobench.demo.DemoOptions) on a world of each
 preset; table 2 trains the tiny preset of each model (its own card recipe, the same number
@@ -27,8 +27,10 @@ NOT_CROSS_VIEW = {
     "mixvpr": "one shared network over one view kind (street -> street, equal sizes); the CVUSA "
               "layout pairs a ground panorama with an aerial image, which its card does not embed "
               "(use the synthetic `--layout vg` world)",
-    "asavg": "perspective query vs panorama reference; the CVUSA layout has no perspective queries",
 }
+# Models whose query is a limited-FOV perspective image of the panorama they match: they
+# train on perspective crops of the standard world's panoramas (geobench crop), and say so.
+PERSPECTIVE = {"asavg": {"fov": 60.0, "size": (64, 64)}}
 # Cross-view settings for models whose card defaults to another pairing.
 CROSS_VIEW_ARGS: dict[str, dict[str, Any]] = {
     "lrfr": {"query_view": "ground", "share_weights": False,
@@ -47,7 +49,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model-epochs", type=int, default=None, help="epochs of table 2 [the demo's]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--presets", default="easy,standard,hard")
-    p.add_argument("--models", default="mcgra,safa,convnext_gap,lrfr,mixvpr")
+    p.add_argument("--models", default="mcgra,asavg,safa,convnext_gap,lrfr,mixvpr")
     args = p.parse_args(argv)
     if args.quick:
         args.pairs, args.test_pairs, args.epochs, args.model_epochs = 64, 32, 1, 1
@@ -62,6 +64,17 @@ def world(out: Path, preset: str, args: argparse.Namespace):
     t = time.perf_counter()
     prepared = prepare_world(opts, out / f"world-{preset}")
     return prepared, out / f"world-{preset}", time.perf_counter() - t
+
+
+def perspective_world(out: Path, data: Path, spec: dict[str, Any]) -> Path:
+    """Perspective crops (one per panorama, seeded random yaw) as a prepared dataset."""
+    from geobench.geometry.crops import CropParams
+    from geobench.geometry.cropset import crop_dataset
+
+    dest = out / f"world-standard-perspective{int(spec['fov'])}"
+    if not (dest / "manifest.json").is_file():
+        crop_dataset(data, dest, CropParams(fov=spec["fov"], mode="perspective", size=spec["size"]))
+    return dest
 
 
 def train_eval(model: str, data: Path, run: Path, cli: dict[str, Any],
@@ -138,10 +151,15 @@ def main(argv: list[str]) -> int:
         if model in NOT_CROSS_VIEW:
             emit(f"| {model} | n/a | n/a | n/a | | | | {NOT_CROSS_VIEW[model]} |")
             continue
-        r = train_eval(model, worlds["standard"], args.out / f"run-standard-{model}",
+        data, label = worlds["standard"], model
+        if model in PERSPECTIVE:
+            spec = PERSPECTIVE[model]
+            data = perspective_world(args.out, data, spec)
+            label = f"{model} (perspective {spec['fov']:g}° crops vs panoramas)"
+        r = train_eval(model, data, args.out / f"run-standard-{model}",
                        {"epochs": model_epochs, "seed": args.seed, "workers": demo.workers,
                         "eval_every": 0}, CROSS_VIEW_ARGS.get(model))
-        emit(f"| {model} | {r['r@1']:.1f} | {r['r@5']:.1f} | {r['r@1%']:.1f} (K={r['k']}) | "
+        emit(f"| {label} | {r['r@1']:.1f} | {r['r@5']:.1f} | {r['r@1%']:.1f} (K={r['k']}) | "
              f"{r['chance']:.2f} | {r['batch']} / {r['lr']:g} | {r['steps']} | "
              f"{r['seconds']:.0f} |")
     load1 = os.getloadavg()
