@@ -456,7 +456,7 @@ def train_cmd(
     tensorboard: Annotated[bool, typer.Option(
         help="Also log to RUN/tensorboard/ (needs pip install 'geobench-cvgl[tb]').")] = False,
     set_: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="KEY=VALUE config override, repeatable; KEY is a dotted path, VALUE YAML, "
+        "--set", metavar="KEY=VALUE", help="KEY=VALUE config override, repeatable; KEY is a dotted path, VALUE YAML, "
         "e.g. --set model_args.attention=cbam --set loss_args.gamma=5.")] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -602,6 +602,7 @@ def report_cmd(
                                          "ranking.")] = False,
     paper: Annotated[Optional[str], typer.Option(help="Add published rows for a dataset.")] = None,
     check: Annotated[Optional[Path], typer.Option(
+        metavar="CSV|paper:METHOD[@PROTOCOL]",
         help="Baseline metrics CSV to compare, or paper:METHOD[@PROTOCOL] to gate the runs "
         "against a published row (data/paper_results.csv).")] = None,
     tolerance: Annotated[float, typer.Option(help="Allowed drop in points.")] = 1.0,
