@@ -453,6 +453,14 @@ def train_cmd(
     pretrained: Annotated[Optional[str], typer.Option(help=PRETRAINED_HELP)] = None,
     preset: Annotated[Optional[str], typer.Option(help="Model preset, e.g. tiny.")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Evaluate every N epochs.")] = None,
+    eval_test: Annotated[Optional[bool], typer.Option(
+        "--eval-test/--no-eval-test", help="Also report test metrics at each evaluation "
+        "(logged as test_*; they never select best.pt).")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(
+        help="Share of the train places carved as the validation split that selects best.pt "
+             "when the dataset has no val split [default 0.1; 0: none].")] = None,
+    val_seed: Annotated[Optional[int], typer.Option(help="Seed of that carve [default 0].")
+                        ] = None,
     tensorboard: Annotated[bool, typer.Option(
         help="Also log to RUN/tensorboard/ (needs pip install 'geobench-cvgl[tb]').")] = False,
     set_: Annotated[Optional[list[str]], typer.Option(
@@ -466,7 +474,8 @@ def train_cmd(
     summary = run_train(model, data, out, config=config, resume=resume, preset=preset, cli=dict(
         epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, device=device, amp=amp,
         workers=workers, seed=seed, weights=str(weights) if weights else None,
-        pretrained=pretrained, eval_every=eval_every, tensorboard=tensorboard or None),
+        pretrained=pretrained, eval_every=eval_every, tensorboard=tensorboard or None,
+        eval_test=eval_test, val_fraction=val_fraction, val_seed=val_seed),
         sets=set_, warn=lambda line: typer.echo(f"warning: {one_line(line)}", err=True))
     if summary is None:  # a non-zero rank of a torchrun job: rank 0 reports
         return

@@ -76,8 +76,11 @@ def summary_rows(summary: Any) -> list[tuple[str, Any]]:
     if summary.resumed_from_step:
         rows.insert(0, ("resumed from step", summary.resumed_from_step))
     if summary.best:
+        on = summary.best.get("split", "")
+        source = summary.best.get("split_source", "")
+        where = f", on {on}" + (f" {source}" if source.startswith("carved") else "") if on else ""
         rows.append((f"best {summary.best['metric']}",
-                     f"{summary.best['value']:.2f} (epoch {summary.best['epoch']})"))
+                     f"{summary.best['value']:.2f} (epoch {summary.best['epoch']}{where})"))
         rows.append(("best checkpoint", summary.best_checkpoint))
     for key in ("r@1", "r@5", "r@10", "r@1%"):
         if key in summary.last_metrics:

@@ -75,8 +75,11 @@ class TrainConfig:
     workers: int = 2
     seed: int = 1
     train_split: str = "train"
-    eval_split: str | None = None
+    eval_split: str | None = None  # selects best.pt; default val (the dataset's or carved)
     eval_every: int = 1
+    eval_test: bool = False        # also report test metrics (logged as test_*), never selects
+    val_fraction: float = 0.1      # share of train places carved as val when the data has none
+    val_seed: int = 0              # seed of that carve
     eval_protocol: str | None = None
     eval_batch_size: int = 32
     sampling: str = "unique"
@@ -260,6 +263,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise bad("grad_clip", "must be > 0 (leave it out to disable clipping)")
     if cfg.schedule_stretch < 1:
         raise bad("schedule_stretch", "must be >= 1")
+    if not 0 <= cfg.val_fraction < 1:
+        raise bad("val_fraction", "must be a share in [0, 1) of the train places (0: no carve)")
+    if cfg.eval_split == "test":
+        raise bad("eval_split", "is test: best.pt is never selected on the test split; leave "
+                  "eval_split unset (val, or one carved from train) and use eval_test to also "
+                  "report test metrics")
     _validate_batches(cfg, bad)
     from geobench.losses import LOSSES
 

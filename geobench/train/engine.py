@@ -86,6 +86,7 @@ class _Run:
         from geobench.train import cards
         from geobench.train.batching import LabelledPairs, PlaceBatchSampler, loss_options
         from geobench.train.data import PairDataset, build_pairs, fork_safe_opencv, worker_init
+        from geobench.train.holdout import Validation, selection
         from geobench.train.optim import build_optimizer, build_scheduler
         from geobench.train.sampling import PairBatchSampler, gps_neighbours
 
@@ -99,6 +100,11 @@ class _Run:
                              f"--resume to continue it or choose a new --out")
         start = self._plan_start()  # before anything heavy: a bad name or no network fails fast
         self.prepared = read_prepared(cfg.data)
+        self.validation = Validation("", "none")
+        if cfg.eval_every > 0:  # never selected on test; a carved val leaves the training set
+            self.prepared, self.validation = selection(self.prepared, cfg.train_split,
+                                                       cfg.eval_split, cfg.val_fraction,
+                                                       cfg.val_seed)
         _seed_everything(cfg.seed)
         self.model = cards.build(cfg.model, cfg.preset, cfg.model_args)
         self.init_weights = self._initial_weights(start)
@@ -158,6 +164,7 @@ class _Run:
             write_config(cfg, {**model_record(cfg.model, cfg.preset, cfg.model_args),
                                "init_weights": self.init_weights,
                                "dataset_hash": self.prepared.dataset_hash(),
+                               "validation": self.validation.to_json(),
                                "dataset": self.prepared.name, "steps_per_epoch": self.spe,
                                "total_steps": self.total, "world_size": ctx.world_size,
                                "n_pairs": len(pairs), "n_locations": pairs.n_locations,
@@ -303,19 +310,25 @@ class _Run:
         return every > 0 and (epoch % every == 0 or self.step >= self.total)
 
     def _evaluate(self) -> dict[str, Any]:
-        from geobench.train.runeval import evaluate_model, pick_eval_split
+        """Metrics of the validation split (they select best.pt), plus the test split's,
+        prefixed test_, only when eval_test asks for them."""
+        from geobench.train.holdout import usable
+        from geobench.train.runeval import evaluate_model
 
-        split = pick_eval_split(self.prepared, self.cfg.eval_split)
-        if split is None:
-            return {}
-        details: dict[str, Any] | None = {} if self.tb else None
-        result = evaluate_model(self.model, self.prepared, split, self.cfg.eval_protocol,
-                                batch_size=self.cfg.eval_batch_size,
-                                device=self.device, workers=self.cfg.workers, ctx=self.ctx,
-                                amp=self.amp, details=details)
-        if self.tb and details:
-            self.tb.examples(self.step, details, self.prepared, split)
-        return {"eval_split": split, **result}
+        kw = dict(batch_size=self.cfg.eval_batch_size, device=self.device,
+                  workers=self.cfg.workers, ctx=self.ctx, amp=self.amp)
+        out: dict[str, Any] = {}
+        split = self.validation.split
+        if split:
+            details: dict[str, Any] | None = {} if self.tb else None
+            out = {"eval_split": split, **evaluate_model(
+                self.model, self.prepared, split, self.cfg.eval_protocol, details=details, **kw)}
+            if self.tb and details:
+                self.tb.examples(self.step, details, self.prepared, split)
+        if self.cfg.eval_test and usable(self.prepared, "test"):
+            test = evaluate_model(self.model, self.prepared, "test", self.cfg.eval_protocol, **kw)
+            out.update({f"test_{k}": v for k, v in test.items()})
+        return out
 
     # --- the loop -------------------------------------------------------------------------
     def loop(self, on_step: Callable[[StepInfo], None] | None) -> TrainSummary:
@@ -389,5 +402,6 @@ class _Run:
         value = metrics.get(PRIMARY)
         if value is None or (self.best is not None and value <= self.best["value"]):
             return False
-        self.best = {"metric": PRIMARY, "value": float(value), "step": self.step, "epoch": epoch + 1}
+        self.best = {"metric": PRIMARY, "value": float(value), "step": self.step, "epoch": epoch + 1,
+                     "split": self.validation.split, "split_source": self.validation.source}
         return True
