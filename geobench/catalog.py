@@ -86,6 +86,10 @@ def _file(path: Path, where: str, entry: Any) -> FileSpec:
     missing = [k for k in ("name", "url", "size", "sha256") if k not in entry]
     if missing:
         raise _fail(path, where, f"missing {', '.join(missing)}")
+    file_name = str(entry["name"])
+    if file_name in ("", ".", "..") or any(c in file_name for c in "/\\\0"):
+        raise _fail(path, where, f"name {file_name!r} must be a plain file name (no folder "
+                                 f"part, not . or ..): it is written inside the dataset folder")
     if not isinstance(entry["size"], int) or entry["size"] < 0:
         raise _fail(path, where, f"size {entry['size']!r} is not a byte count")
     if not _SHA256.match(str(entry["sha256"]).lower()):

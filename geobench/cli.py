@@ -8,7 +8,9 @@ User errors (GeobenchError) are printed on one line to stderr with a non-zero ex
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from geobench.errors import GeobenchError, UsageError, one_line
+from geobench.guard import claim_output
 from geobench.progress import set_quiet
 
 app = typer.Typer(
@@ -47,6 +50,13 @@ def command(*args: Any, group: typer.Typer | None = None,
             except GeobenchError as exc:
                 typer.echo(f"error: {one_line(str(exc))}", err=True)
                 raise typer.Exit(exc.exit_code) from None
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                # a full disk met outside geobench's own writers (a library, a folder)
+                typer.echo(f"error: {exc.filename or 'output'}: disk full ({exc.strerror}); "
+                           f"free some space and re-run the same command", err=True)
+                raise typer.Exit(2) from None
             except KeyboardInterrupt:
                 typer.echo("error: interrupted; completed outputs were kept, partial ones "
                            "discarded; re-run the same command to continue", err=True)
@@ -157,12 +167,15 @@ def download_cmd(
     if "://" in name:
         if from_ is not None or mirror is not None:
             raise UsageError("--from and --mirror apply to dataset names, not to a URL")
-        result = download_url(name, root, sha256)
+        with claim_output(root, "download", option="--root", lock_name=".geobench-url.lock"):
+            result = download_url(name, root, sha256)
     else:
         if sha256 is not None:
             raise UsageError("--sha256 applies to a URL; dataset checksums come from "
                              "datasets.yaml")
-        result = download_dataset(name, root, mirror=mirror, from_path=from_)
+        lock = f".geobench-{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.lock"  # one per dataset
+        with claim_output(root, "download", option="--root", lock_name=lock):
+            result = download_dataset(name, root, mirror=mirror, from_path=from_)
     rows = [[f.name, f.action, f"{f.size:,}", f.sha256[:16], f.extracted] for f in result.files]
     print_table(f"{result.dataset} -> {result.root}", ["file", "action", "bytes", "sha256",
                                                        "extraction"], rows)
@@ -224,7 +237,8 @@ def prepare_cmd(
         synth = SyntheticOptions(out=out / "raw", seed=seed, layout=layout, preset=preset,
                                  resolution=resolution, workers=workers,
                                  **{k: v for k, v in given.items() if v is not None})
-        ds = prepare_synthetic(synth, out, options)
+        with claim_output(out, "prepare synthetic"):
+            ds = prepare_synthetic(synth, out, options)
         _print_prepared(ds, f"prepared synthetic ({layout}, {preset}) -> {out}")
         return
     for key, value in (("protocol", protocol), ("queries_folder", queries_folder)):
@@ -237,7 +251,8 @@ def prepare_cmd(
     if root is None:
         raise UsageError(f"prepare {name}: --root is required; point it at your raw copy of "
                          f"{name} (see `geobench datasets {name}` for its layout)")
-    ds = prepare_dataset(name, root, out, options)
+    with claim_output(out, f"prepare {name}", inputs={"--root": root}):
+        ds = prepare_dataset(name, root, out, options)
     _print_prepared(ds, f"prepared {name} -> {out}")
 
 
@@ -274,7 +289,8 @@ def polar_cmd(
 
     params = PolarParams(size=parse_size(size, "--size"), north=north, radius=radius,
                          format=format, crop_square=crop_square, stretch=stretch)
-    report = polar_folder(src, dst, params, workers=workers, strict=strict)
+    with claim_output(dst, "polar", inputs={"SRC": src if src.is_dir() else None}, option="DST"):
+        report = polar_folder(src, dst, params, workers=workers, strict=strict)
     rate = report.written / report.seconds if report.seconds > 0 else 0.0
     print_table(f"polar {src} -> {dst}", ["images", "written", "skipped", "failed", "size",
                                           "north", "radius", "img/s"],
@@ -323,13 +339,14 @@ def crop_cmd(
     params = CropParams(fov=fov, mode=mode, yaw=yaw_deg, pitch=pitch,
                         size=parse_size(size, "--size") if size else None, per_image=per_image,
                         seed=seed, pad_offset=pad_offset, format=format)
-    if (src / "manifest.json").is_file():
-        report = crop_dataset(src, dst, params, split=split, references=references,
-                              workers=workers, strict=strict)
-        where = f"{dst} (prepared dataset, crops in {dst / 'crops'})"
-    else:
-        report = crop_folder(src, dst, params, workers=workers, strict=strict)
-        where = str(dst)
+    with claim_output(dst, "crop", inputs={"SRC": src if src.is_dir() else None}, option="DST"):
+        if (src / "manifest.json").is_file():
+            report = crop_dataset(src, dst, params, split=split, references=references,
+                                  workers=workers, strict=strict)
+            where = f"{dst} (prepared dataset, crops in {dst / 'crops'})"
+        else:
+            report = crop_folder(src, dst, params, workers=workers, strict=strict)
+            where = str(dst)
     print_table(f"{mode} crops -> {where}", ["panoramas", "crops", "written", "skipped",
                                             "failed", "fov", "seed"],
                 [[report.written + report.skipped + len(report.failed), len(report.rows),
@@ -352,8 +369,10 @@ def mine_cmd(
     """Mine GPS positives by radius search and write them to DS/positives.csv."""
     from geobench.mining import MineOptions, mine_dataset
 
-    report = mine_dataset(ds, MineOptions(split=split, radius=radius, train_radius=train_radius,
-                                          negative_radius=negative_radius, metric=metric))
+    with claim_output(ds, "mine", option="DS"):
+        report = mine_dataset(ds, MineOptions(split=split, radius=radius,
+                                              train_radius=train_radius,
+                                              negative_radius=negative_radius, metric=metric))
     rows = [[kind, n, report.n_queries, report.n_references] for kind, n in report.links.items()]
     print_table(f"mined {ds} split {split} ({report.metric}, <= {radius:g} m)",
                 ["kind", "links", "queries", "references"], rows)
@@ -471,12 +490,14 @@ def train_cmd(
     """Train a registered model on a prepared dataset."""
     from geobench.train.cli_glue import run_train, summary_rows
 
-    summary = run_train(model, data, out, config=config, resume=resume, preset=preset, cli=dict(
-        epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, device=device, amp=amp,
-        workers=workers, seed=seed, weights=str(weights) if weights else None,
-        pretrained=pretrained, eval_every=eval_every, tensorboard=tensorboard or None,
-        eval_test=eval_test, val_fraction=val_fraction, val_seed=val_seed),
-        sets=set_, warn=lambda line: typer.echo(f"warning: {one_line(line)}", err=True))
+    with claim_output(out, "train", inputs={"--data": data}):
+        summary = run_train(
+            model, data, out, config=config, resume=resume, preset=preset, cli=dict(
+                epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, device=device,
+                amp=amp, workers=workers, seed=seed, weights=str(weights) if weights else None,
+                pretrained=pretrained, eval_every=eval_every, tensorboard=tensorboard or None,
+                eval_test=eval_test, val_fraction=val_fraction, val_seed=val_seed),
+            sets=set_, warn=lambda line: typer.echo(f"warning: {one_line(line)}", err=True))
     if summary is None:  # a non-zero rank of a torchrun job: rank 0 reports
         return
     rows = [[k, v] for k, v in summary_rows(summary)]
@@ -567,12 +588,16 @@ def eval_cmd(
         if data is None:
             raise UsageError(f"--data DS is required to evaluate the run {run}: the prepared "
                              f"dataset whose --split {split} is embedded")
-        from geobench.train.runeval import evaluate_run
+        from geobench.train.runeval import check_run_dir, default_eval_dir, evaluate_run
 
-        summary = evaluate_run(run, data, split, EvalOptions(
-            protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
-            save_topk=save_topk, save_descriptors=save_descriptors, ties=ties, **approx),
-            out=out, checkpoint=checkpoint, amp=amp, **embed)
+        check_run_dir(run)
+        options = EvalOptions(protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
+                              save_topk=save_topk, save_descriptors=save_descriptors, ties=ties,
+                              **approx)
+        out_dir = out if out is not None else default_eval_dir(run, data, split)
+        with claim_output(out_dir, "eval", inputs={"--data": data}):
+            summary = evaluate_run(run, data, split, options, out=out_dir, checkpoint=checkpoint,
+                                   amp=amp, **embed)
         for note in summary.notes:
             typer.echo(f"warning: {one_line(note)}", err=True)
         _print_eval(summary)
@@ -585,7 +610,8 @@ def eval_cmd(
     options = EvalOptions(protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
                           save_topk=save_topk, normalise=normalise,
                           save_descriptors=save_descriptors, ties=ties)
-    summary = evaluate_features(features, out, replace(options, **approx))
+    with claim_output(out, "eval"):
+        summary = evaluate_features(features, out, replace(options, **approx))
     for note in summary.notes:
         typer.echo(f"warning: {one_line(note)}", err=True)
     _print_eval(summary)
@@ -764,8 +790,9 @@ def demo_cmd(
     """Synthetic world → train a tiny model → evaluate → recall table and curve."""
     from geobench.demo import DemoOptions, run_demo
 
-    summary = run_demo(DemoOptions(out=out, model=model, preset=preset, pairs=pairs,
-                                   test_pairs=test_pairs, epochs=epochs, seed=seed))
+    with claim_output(out, "demo"):
+        summary = run_demo(DemoOptions(out=out, model=model, preset=preset, pairs=pairs,
+                                       test_pairs=test_pairs, epochs=epochs, seed=seed))
     rows = [[r["model"], *(f"{r[k]:.2f}" for k in ("r@1", "r@5", "r@10", "r@1%"))]
             for r in summary.rows]
     print_table(f"synthetic world, test split ({test_pairs} queries)",

@@ -87,7 +87,25 @@ def _keep_untrained(out: Path, prepared: Any, model: str, result: Any) -> Path:
     return folder
 
 
+MARKER = ".geobench-demo"
+
+
+def _own_folder(out: Path) -> None:
+    """The demo replaces OUT/data and OUT/run: only in a folder it made itself."""
+    from geobench.fileio import write_text
+    from geobench.guard import LOCK_NAME
+
+    if (out / MARKER).is_file() or (out / "data" / "demo.json").is_file():
+        return
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
+        raise UsageError(f"--out {out}: already holds files that geobench demo did not write; "
+                         f"the demo replaces its data/ and run/ folders, so choose a new or "
+                         f"empty folder")
+    write_text(out / MARKER, "a geobench demo folder: data/ and run/ are replaced on re-run\n")
+
+
 def run_demo(options: DemoOptions) -> DemoSummary:
+    _own_folder(Path(options.out))  # before anything else: the demo replaces data/ and run/
     import torch
 
     import geobench.models.zoo  # noqa: F401  (registers the models)

@@ -2,7 +2,8 @@
 
 A file is streamed to `<name>.part` (resumed with an HTTP Range request when a partial
 file is there), checked against its size and sha256, and only then renamed to its final
-name, so a corrupt or partial file never sits under the final name. Archives are
+name, so a corrupt or partial file never sits under the final name, and a file already
+there is never deleted before its replacement has been verified. Archives are
 extracted with `geobench.archive.extract` (refuses escaping members, idempotent).
 Gated datasets (most of the field's) are not downloadable: the access instructions are
 raised as the error, and `--from PATH` accepts the copy the user already has.
@@ -20,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from geobench.errors import DataError, UsageError
-from geobench.fileio import sha256_file, write_json
+from geobench.fileio import disk_full, is_disk_full, require_space, sha256_file, write_json
 
 CHUNK = 1 << 16
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -99,6 +100,10 @@ def _stream(url: str, part: Path, size: int | None, timeout: float) -> str:
                     # urllib returns a short body silently when the connection drops
                     raise ConnectionError("connection closed early")
             except (http.client.IncompleteRead, ConnectionError, TimeoutError, OSError) as exc:
+                got = start + received
+                if is_disk_full(exc, part.parent):
+                    needed = (total - got) if total is not None else received
+                    raise disk_full(part, needed, at_least=total is None) from None
                 handle.flush()
                 got = handle.tell()
                 raise DataError(f"{url}: transfer interrupted after {got} bytes ({exc}); the "
@@ -127,8 +132,11 @@ def fetch(url: str, dest: Path, sha256: str | None = None, size: int | None = No
             digest = _verify(dest, size, sha256)
             return FileResult(dest.name, dest, dest.stat().st_size, digest, "present")
         except DataError:
-            dest.unlink()  # a stale or corrupt copy: fetch it again
+            pass  # stale or corrupt: replaced below, but only by a verified download
     part = dest.with_name(dest.name + ".part")
+    if size is not None:
+        have = part.stat().st_size if part.is_file() else 0
+        require_space(dest.parent, size - min(have, size), f"downloading {dest.name}")
     for attempt in (1, 2):
         action = _stream(url, part, size, timeout)
         try:
@@ -138,9 +146,10 @@ def fetch(url: str, dest: Path, sha256: str | None = None, size: int | None = No
             part.unlink()
             if was_resumed and attempt == 1:
                 continue  # the old partial file may have been the bad part: one clean retry
-            raise DataError(f"{url}: downloaded file fails verification ({exc}); it was deleted. "
-                            f"Re-run to retry, or check the checksum in datasets.yaml / --sha256"
-                            ) from None
+            kept = f"; {dest} already there was left as it was" if dest.exists() else ""
+            raise DataError(f"{url}: downloaded file fails verification ({exc}); it was deleted"
+                            f"{kept}. Re-run to retry, or check the checksum in datasets.yaml / "
+                            f"--sha256") from None
         os.replace(part, dest)
         return FileResult(dest.name, dest, dest.stat().st_size, digest, action)
     raise AssertionError("unreachable")
@@ -153,14 +162,37 @@ def mirrored(url: str, mirror: str | None) -> str:
     return mirror.rstrip("/") + "/" + Path(urlsplit(url).path).name
 
 
+def url_file_name(url: str) -> str:
+    """The file name a URL's path ends with; refused when it names none (`/`, `/..`, `/.`)."""
+    path = urlsplit(url).path
+    name = path.rsplit("/", 1)[-1]
+    if name in ("", ".", "..") or "\\" in name:
+        raise UsageError(f"{url}: the URL names no file (its path ends in {'/' + name!r}); "
+                         f"give the URL of the file itself, e.g. https://host/path/data.zip")
+    return name
+
+
+def safe_file_name(name: str, where: str) -> str:
+    """A plain file name: no folder part, not `.` or `..` (it is joined to the target)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise UsageError(f"{where}: file name {name!r} is not a plain file name; it would be "
+                         f"written outside the target folder")
+    return name
+
+
 def download_url(url: str, root: Path, sha256: str | None) -> DownloadResult:
-    """`geobench download URL --sha256 HEX`: one verified file under root."""
+    """`geobench download URL --sha256 HEX`: one verified file under root, archives extracted
+    with the same checks as a dataset download."""
+    from geobench.archive import extract, is_archive
+
     if sha256 is None:
         raise UsageError(f"{url}: pass --sha256 HEX so the download can be verified")
-    name = Path(urlsplit(url).path).name
-    if not name:
-        raise UsageError(f"{url}: the URL names no file")
+    name = url_file_name(url)
     result = fetch(url, Path(root) / name, sha256=sha256)
+    if is_archive(result.path):
+        done = "extracted" if extract(result.path, Path(root)) else "already extracted"
+        result = FileResult(result.name, result.path, result.size, result.sha256, result.action,
+                            done)
     return DownloadResult(name, Path(root), (result,))
 
 
@@ -185,8 +217,17 @@ def _from_path(name: str, source: Path, target: Path) -> tuple[FileResult, ...]:
     copy = target / source.name
     target.mkdir(parents=True, exist_ok=True)
     if copy.resolve() != source.resolve():
-        shutil.copyfile(source, copy.with_name(copy.name + ".part"))
-        os.replace(copy.with_name(copy.name + ".part"), copy)
+        part = copy.with_name(copy.name + ".part")
+        require_space(target, source.stat().st_size, f"copying {source.name}")
+        try:
+            shutil.copyfile(source, part)
+        except OSError as exc:
+            if is_disk_full(exc, target):
+                written = part.stat().st_size if part.exists() else 0
+                part.unlink(missing_ok=True)
+                raise disk_full(copy, source.stat().st_size - written, at_least=False) from None
+            raise
+        os.replace(part, copy)
     done = extract(copy, target)
     return (FileResult(source.name, copy, copy.stat().st_size, sha256_file(copy), "copied",
                        "extracted" if done else "already extracted"),)
@@ -210,6 +251,7 @@ def download_dataset(name: str, root: Path, mirror: str | None = None,
                         f"Homepage: {spec.homepage}")
     results = []
     for entry in spec.files:
+        safe_file_name(entry.name, f"datasets.{name}.files")
         got = fetch(mirrored(entry.url, mirror), target / entry.name, entry.sha256, entry.size)
         done = ""
         if entry.extract and is_archive(got.path):

@@ -41,3 +41,7 @@ class GeobenchWarning(UserWarning):
 def one_line(message: str) -> str:
     """Collapse a message onto one line, as the CLI prints it."""
     return " ".join(str(message).split())
+
+
+class DiskFullError(DataError):
+    """A write that ran out of space (ENOSPC/EDQUOT); the message names the file and bytes."""

@@ -107,6 +107,13 @@ def check_unique_outputs(jobs: Sequence[ImageJob]) -> None:
                 raise UsageError(f"{job.src} and {seen[out]} would both be written to {out}; "
                                  f"rename one of them or process them separately")
             seen[out] = job.src
+    # A list file can name images anywhere: no output may land on an input image.
+    sources = {os.path.realpath(job.src) for job in jobs}
+    for job in jobs:
+        for out in job.outputs:
+            if os.path.realpath(out) in sources:
+                raise UsageError(f"{out}: is also an input image; writing it would overwrite "
+                                 f"your source. Choose an output folder outside the inputs")
 
 
 def up_to_date(job: ImageJob, stale_before: float) -> bool:

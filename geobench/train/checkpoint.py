@@ -4,6 +4,12 @@ Everything in it is a tensor, a number, a string, or a list/dict of those: the m
 name and arguments, weights, optimizer / scheduler / AMP-scaler / loss state, epoch and
 step, the RNG states (as tensors and lists), the dataset hash, the resolved config and
 the log rows so far. Writes go to a temporary file renamed over the final name.
+
+Beside each checkpoint, `NAME.sha256` (the `sha256sum` format) holds its checksum; a file
+that does not match is refused on load, naming it. While a new checkpoint replaces an old
+one the checksum file lists both, so a kill at any moment leaves a checkpoint that
+verifies. A checkpoint without a checksum file (written before they existed, or copied
+alone) loads unverified.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from geobench.errors import DataError
-from geobench.fileio import atomic_path
+from geobench.fileio import atomic_path, sha256_file, write_text
 
 FORMAT = "geobench.checkpoint/1"
 LAST, BEST = "checkpoint.pt", "best.pt"
@@ -50,14 +56,54 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def checksum_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def _listed(path: Path) -> list[str]:
+    """The digests the checksum file lists for `path` (empty when there is none)."""
+    try:
+        lines = checksum_path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise DataError(f"{checksum_path(path)}: unreadable ({exc.strerror})") from None
+    return [line.split()[0].lower() for line in lines if line.split()]
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Atomically write `payload` (plus the format tag) to `path`."""
+    """Atomically write `payload` (plus the format tag) to `path`, and its checksum beside."""
     import torch
 
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, **payload}, tmp)
+        digest = sha256_file(tmp)
+        old = []
+        if path.is_file():
+            old = [d for d in (_listed(path) or [sha256_file(path)]) if d != digest]
+        # Both digests while the rename is pending: whichever file survives a kill verifies.
+        write_text(checksum_path(path), "".join(f"{d}  {path.name}\n" for d in [digest, *old]))
+    if old:
+        write_text(checksum_path(path), f"{digest}  {path.name}\n")
     return path
+
+
+def verify_checkpoint(path: str | Path) -> str:
+    """The file's sha256, refused when its checksum file lists another one."""
+    path = Path(path)
+    return check_listed(path, sha256_file(path))
+
+
+def check_listed(path: Path, digest: str) -> str:
+    """`digest` (of `path`'s bytes), refused when the checksum file lists another one."""
+    listed = _listed(path)
+    if listed and digest not in listed:
+        raise DataError(f"{path}: fails its checksum (sha256 {digest[:12]}..., "
+                        f"{checksum_path(path).name} says {listed[0][:12]}...); the file is "
+                        f"damaged. Use another checkpoint, or delete both files and train again")
+    return digest
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
@@ -80,6 +126,7 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[dict[s
                         f"--data DS --out {path.parent}`")
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
+    check_listed(path, digest)
     try:
         data = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
@@ -94,6 +141,4 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[dict[s
 
 
 def checkpoint_hash(path: str | Path) -> str:
-    from geobench.fileio import sha256_file
-
-    return sha256_file(path)
+    return verify_checkpoint(path)

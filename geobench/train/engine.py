@@ -243,6 +243,25 @@ class _Run:
         if state.get("neighbours") is not None:  # the similarity table the next batches use
             self.sampler.set_neighbours(state["neighbours"].cpu().numpy(), shuffle=True)
         self.good_checkpoint = self.last_path
+        if self.best is not None and self.ctx.is_main:
+            self._check_best()
+
+    def _check_best(self) -> None:
+        """The checkpoint names a best epoch: its best.pt must be there and verify."""
+        from geobench.errors import DataError
+        from geobench.guard import warn
+
+        why = "" if self.best_path.is_file() else "is missing"
+        if not why:
+            try:
+                ckpt.verify_checkpoint(self.best_path)
+            except DataError:
+                why = "fails its checksum"
+        if why:
+            warn(f"{self.best_path} {why}: the best checkpoint (epoch {self.best['epoch']}, "
+                 f"{self.best['metric']} {self.best['value']:.2f}) is lost; the next evaluation "
+                 f"(--eval-every) writes a new {ckpt.BEST}")
+            self.best = None  # so that the next evaluation re-establishes it
 
     # --- one step ----------------------------------------------------------------------
     def _step(self, q_img, r_img, labels=None) -> float:

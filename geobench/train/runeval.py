@@ -186,6 +186,28 @@ def resolve_checkpoint(run: Path, checkpoint: str | None) -> Path:
     return path
 
 
+def check_run_dir(run: str | Path) -> Path:
+    run = Path(run)
+    if not run.is_dir():
+        raise DataError(f"{run}: not a run directory; train one with `geobench train MODEL "
+                        f"--data DS --out {run}`")
+    return run
+
+
+def default_eval_dir(run: str | Path, data: str | Path, split: str) -> Path:
+    """RUN/eval/<dataset>-<split>, the dataset's name taken from DS/manifest.json."""
+    import json
+
+    from geobench.prepared import MANIFEST_FILE
+
+    name = ""
+    try:
+        name = str(json.loads((Path(data) / MANIFEST_FILE).read_text()).get("dataset", ""))
+    except (OSError, ValueError, AttributeError):
+        pass  # evaluate_run reports a bad dataset with its own message
+    return Path(run) / "eval" / f"{name or Path(data).resolve().name}-{split}"
+
+
 def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options: Any = None, *,
                  checkpoint: str | None = None, out: str | Path | None = None,
                  batch_size: int = 32, device: str | None = None, workers: int = 0,
@@ -205,10 +227,7 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
     from geobench.prepared import read_prepared
     from geobench.train.checkpoint import read_checkpoint
 
-    run = Path(run)
-    if not run.is_dir():
-        raise DataError(f"{run}: not a run directory; train one with `geobench train MODEL "
-                        f"--data DS --out {run}`")
+    run = check_run_dir(run)
     if batch_size < 1 or workers < 0:
         raise UsageError(f"--batch-size must be >= 1 and --workers >= 0 (got {batch_size}, "
                          f"{workers})")
@@ -222,7 +241,7 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
     state, digest = read_checkpoint(path)  # the hash of exactly the bytes loaded
     model = model_from_state(state, device)
     name = prepared.name or Path(data).resolve().name
-    out_dir = Path(out) if out is not None else run / "eval" / f"{name}-{split}"
+    out_dir = Path(out) if out is not None else default_eval_dir(run, data, split)
     features = out_dir / FEATURES_FILE
     attrs = {"model": state["model"], "checkpoint_sha256": digest,
              "dataset": name, "dataset_sha256": prepared.dataset_hash(), "split": split,
