@@ -92,7 +92,6 @@ MARKER = ".geobench-demo"
 
 def _own_folder(out: Path) -> None:
     """The demo replaces OUT/data and OUT/run: only in a folder it made itself."""
-    from geobench.fileio import write_text
     from geobench.guard import LOCK_NAME
 
     if (out / MARKER).is_file() or (out / "data" / "demo.json").is_file():
@@ -101,7 +100,6 @@ def _own_folder(out: Path) -> None:
         raise UsageError(f"--out {out}: already holds files that geobench demo did not write; "
                          f"the demo replaces its data/ and run/ folders, so choose a new or "
                          f"empty folder")
-    write_text(out / MARKER, "a geobench demo folder: data/ and run/ are replaced on re-run\n")
 
 
 def run_demo(options: DemoOptions) -> DemoSummary:
@@ -109,6 +107,7 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     import torch
 
     import geobench.models.zoo  # noqa: F401  (registers the models)
+    from geobench.fileio import write_text
     from geobench.models import MODELS, build_model
     from geobench.report.table import collect, plot_curves
     from geobench.train import resolve_config, train
@@ -120,6 +119,7 @@ def run_demo(options: DemoOptions) -> DemoSummary:
                          f"(see `geobench models`)")
     out = Path(options.out)
     data, run = out / "data", out / "run"
+    write_text(out / MARKER, "a geobench demo folder: data/ and run/ are replaced on re-run\n")
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     prepared = prepare_world(options, data)

@@ -145,7 +145,8 @@ def disk_full(path: str | os.PathLike, needed: int, *, at_least: bool = True) ->
         have = f"{free_bytes(Path(path).parent):,} bytes free"
     except OSError:
         have = "free space unknown"
-    need = f"{'more than ' if at_least else ''}{needed:,} bytes"
+    need = (f"{'more than ' if at_least else ''}{needed:,} bytes" if needed > 0
+            else "more bytes than are free")
     return DiskFullError(f"{path}: disk full, it needs {need} ({have}); nothing incomplete was "
                          f"kept, completed files were. Free some space (or choose another "
                          f"output folder) and re-run the same command")

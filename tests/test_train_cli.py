@@ -32,7 +32,8 @@ def test_train_then_eval_run(invoke, world, tmp_path):
                  "--eval-every", "1", "--quiet")
     assert res.exit_code == 0, res.output
     assert "final loss" in res.stdout and "best r@1" in res.stdout
-    assert {p.name for p in run.iterdir()} == {"checkpoint.pt", "best.pt", "config.json", "log.csv"}
+    assert {p.name for p in run.iterdir()} == {"checkpoint.pt", "best.pt", "config.json", "log.csv",
+                                               "checkpoint.pt.sha256", "best.pt.sha256"}
     rows = list(csv.DictReader((run / "log.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and rows[0]["r@1"] != ""
 

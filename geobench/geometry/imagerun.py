@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from geobench.errors import DataError, UsageError
-from geobench.fileio import atomic_path
+from geobench.errors import DataError, DiskFullError, UsageError
+from geobench.fileio import atomic_path, disk_full, is_disk_full
 from geobench.progress import bar
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -179,9 +179,13 @@ def _one(fn: Fn, params: Any, job: ImageJob, write: bool) -> JobResult:
             for (arr, _), dst in zip(produced, job.outputs, strict=False):
                 write_image(arr, dst)
         return JobResult(job, True, shape=tuple(img.shape), infos=[i for _, i in produced])
+    except DiskFullError:
+        raise  # not a problem of this image: every later one would fail the same way
     except DataError as exc:
         return JobResult(job, False, error=str(exc))
     except OSError as exc:
+        if is_disk_full(exc, Path(job.outputs[0]).parent):
+            raise disk_full(job.outputs[0], 0) from None
         return JobResult(job, False, error=f"{job.src}: cannot write output ({exc}); check "
                          f"the destination folder is writable and has space")
 
