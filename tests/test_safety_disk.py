@@ -91,8 +91,8 @@ SIZES = {"polar": "256k", "eval": "256k", "download": "256k", "train": "48k"}
 def test_every_writer_on_a_small_tmpfs(tmp_path):
     import json
 
-    from geobench.eval.features import write_features
     from geobench.eval.csr import CSR
+    from geobench.eval.features import write_features
     from tests._train_world import register_test_model, write_world
 
     src = tmp_path / "aerials"
