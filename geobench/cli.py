@@ -572,11 +572,11 @@ def eval_cmd(
                              "--model NAME --data DS --out DIR (and no RUN or --features)")
         from geobench.train.runeval import evaluate_weights
 
-        summary = evaluate_weights(model, data, out, split, EvalOptions(
-            protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
-            save_topk=save_topk, save_descriptors=save_descriptors, ties=ties, **approx),
-            weights=weights,
-            pretrained=pretrained, preset=preset, **embed)
+        with claim_output(out, "eval", inputs={"--data": data}):
+            summary = evaluate_weights(model, data, out, split, EvalOptions(
+                protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
+                save_topk=save_topk, save_descriptors=save_descriptors, ties=ties, **approx),
+                weights=weights, pretrained=pretrained, preset=preset, **embed)
         for note in summary.notes:
             typer.echo(f"warning: {one_line(note)}", err=True)
         _print_eval(summary)
