@@ -59,7 +59,7 @@ def test_damaged_checkpoint_is_refused_by_eval_and_resume(invoke, trained, world
     flip(run / ckpt.LAST)
     with pytest.raises(DataError, match="checkpoint.pt: fails its checksum"):
         ckpt.load_checkpoint(run / ckpt.LAST)
-    for args in (["eval", run, "--data", world], ["train", register_test_model(), "--data", world,
+    for args in (["eval", run, "--data", world, "--checkpoint", "last"], ["train", register_test_model(), "--data", world,
                                                    "--out", run, "--resume", "--epochs", "2"]):
         res = invoke(*args, "--quiet")
         errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]

@@ -159,6 +159,7 @@ def test_eval_run_checkpoint_device_and_cheap_checks_first(invoke, world, tmp_pa
     assert invoke("train", name, "--data", world, "--out", other, "--epochs", "1", "--seed",
                   "9", "--workers", "0", "--eval-every", "0", "--quiet").exit_code == 0
     shutil.copy(other / "checkpoint.pt", run / "best.pt")
+    shutil.copy(other / "checkpoint.pt.sha256", run / "best.pt.sha256")  # its checksum too
     assert invoke("eval", run, "--data", world, "--workers", "0", "--quiet").exit_code == 0
     assert (out / "features.h5").stat().st_mtime_ns != stamp
     assert read_results(out / "results.h5").attrs["checkpoint_sha256"] == hashlib.sha256(
