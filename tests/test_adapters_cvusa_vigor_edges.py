@@ -177,3 +177,64 @@ def test_vigor_positive_and_semi_positive_offsets(tmp_path):
     assert pos["dx"].tolist() == [-float(f[3]), -float(f[6]), -float(f[9]), -float(f[12])]
     assert pos["reference"].str.startswith("test/aerial/Chicago/").all()
     assert ds.manifest["protocol"] == "vigor_same"
+
+
+@pytest.mark.parametrize("line", [
+    "bingmap/19/0000009.jpg,panos/0000009.txt",                   # pano not an image
+    "bingmap/19/0000009.txt,streetview/panos/0000009.jpg",        # aerial not an image
+    "0000009.jpg,streetview/panos/0000009.jpg",                   # aerial without a folder
+])
+def test_cvusa_split_lines_need_two_images_and_an_aerial_folder(tmp_path, line):
+    raw = layouts.cvusa(tmp_path / "CVUSA")
+    csv = raw / "splits" / "val-19zl.csv"
+    csv.write_text(csv.read_text() + line + "\n")
+    with pytest.raises(DataError, match=rf"val-19zl\.csv:3: malformed line {line[:20]!r}"[:-1]):
+        prepare_dataset("cvusa", raw, tmp_path / "ds", {})
+
+
+def test_cvusa_malformed_line_is_quoted_up_to_80_characters(tmp_path):
+    raw = layouts.cvusa(tmp_path / "CVUSA")
+    csv = raw / "splits" / "val-19zl.csv"
+    line = "bingmap/19/" + "x" * 100 + ".jpg"
+    csv.write_text(csv.read_text() + line + "\n")
+    with pytest.raises(DataError) as err:
+        prepare_dataset("cvusa", raw, tmp_path / "ds", {})
+    assert f"malformed line {line[:80]!r}; expected 'bingmap/19/NNNNNNN.jpg," in str(err.value)
+
+
+def test_cvusa_nearest_complete_folder_wins_and_single_level_folders(tmp_path):
+    data = tmp_path / "data"
+    layouts.cvusa(data / "CVPR_subset")
+    for d in ("bingmap/19", "streetview/panos", "streetview/annotations"):
+        (data / d).mkdir(parents=True)           # empty look-alike folders one level up
+    ds = prepare_dataset("cvusa", data, tmp_path / "ds", {})
+    assert ds.raw_root == (data / "CVPR_subset").resolve() and len(ds.index) == 10
+    # a CSV whose images sit one folder deep (no doubled-name variant to try)
+    flat = tmp_path / "flat"
+    (flat / "splits").mkdir(parents=True)
+    for name, i in (("train-19zl.csv", 1), ("val-19zl.csv", 2)):
+        layouts.image(flat / "aerial" / f"{i:07d}.jpg", 16, 16)
+        layouts.image(flat / "pano" / f"{i:07d}.jpg", 8, 32)
+        (flat / "splits" / name).write_text(f"aerial/{i:07d}.jpg,pano/{i:07d}.jpg\n")
+    ds = prepare_dataset("cvusa", flat, tmp_path / "ds2", {})
+    assert sorted(ds.index["path"]) == ["aerial/0000001.jpg", "aerial/0000002.jpg",
+                                        "pano/0000001.jpg", "pano/0000002.jpg"]
+
+
+def test_cvusa_write_polar_default_and_its_errors(tmp_path, monkeypatch):
+    import cv2
+
+    from geobench.datasets.cvusa import write_polar
+    from geobench.geometry.polar import polar_transform
+
+    raw = layouts.cvusa(tmp_path / "CVUSA", n_train=1, n_test=1)
+    out = tmp_path / "out"
+    write_polar(raw, out, [("bingmap/19/0000001.jpg", "polarmap/19/0000001.png")], (8, 24))
+    want = polar_transform(cv2.imread(str(raw / "bingmap/19/0000001.jpg")), (8, 24))
+    assert np.array_equal(cv2.imread(str(out / "polarmap/19/0000001.png")), want)
+    (raw / "bingmap/19/0000002.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=r"CVUSA/bingmap/19/0000002\.jpg: unreadable image"):
+        write_polar(raw, out, [("bingmap/19/0000002.jpg", "p.png")], (8, 24))
+    monkeypatch.setattr(cv2, "imwrite", lambda *a, **k: False)
+    with pytest.raises(DataError, match=r"out/p\.png: could not write the polar image"):
+        write_polar(raw, out, [("bingmap/19/0000001.jpg", "p.png")], (8, 24))
