@@ -238,3 +238,12 @@ def test_cvusa_write_polar_default_and_its_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(cv2, "imwrite", lambda *a, **k: False)
     with pytest.raises(DataError, match=r"out/p\.png: could not write the polar image"):
         write_polar(raw, out, [("bingmap/19/0000001.jpg", "p.png")], (8, 24))
+
+
+def test_cvusa_one_line_locations_file(tmp_path):
+    raw = layouts.cvusa(tmp_path / "CVUSA", n_train=1, n_test=1)
+    rows = write_locations(raw, 1)
+    ds = prepare_dataset("cvusa", raw, tmp_path / "ds", {})
+    idx = ds.index.set_index("uid")
+    assert idx.loc["ground/0000001", "lat"] == pytest.approx(rows[0, 2])
+    assert np.isnan(idx.loc["ground/0000002", "lat"])

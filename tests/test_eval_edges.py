@@ -161,3 +161,49 @@ def test_great_circle_uses_vigors_sphere():
     assert M.EARTH_RADIUS_M == 6371004.0
     assert M.curve_k_max(50, 1) == 50 and M.curve_k_max(10_000, 100) == 100
     assert M.curve_k_max(90_000, 901) == 901 and M.curve_k_max(0, 1) == 1
+
+
+def test_eval_sets_frames_positions_and_forced_query_view(tmp_path):
+    ds = prepared(tmp_path, {"query": ["ground", "perspective"], "reference": ["aerial"]})
+    sets = eval_sets(ds, "test", "cvusa")
+    assert list(sets.queries.index) == [0, 1, 2] and list(sets.references.index) == [0, 1, 2]
+    assert "index" not in sets.queries.columns and "index" not in sets.references.columns
+    assert sets.reference_latlon.shape == (3, 2) and sets.reference_latlon[2, 0] == 40.002
+    forced = eval_sets(ds, "test", "cvusa", query_view="perspective")
+    assert set(forced.queries["view"]) == {"perspective"}
+    assert forced.positives.indptr.tolist() == [0, 1, 2, 3]
+    # a missing coordinate anywhere: no positions for that role (metre error is skipped)
+    index = ds.index.copy()
+    index.loc[index["role"] == "reference", "lat"] = [np.nan, 40.0, 40.0]
+    gap = write_prepared(tmp_path / "gap", index, ds.positives, dataset="toy", raw_root=tmp_path)
+    sets = eval_sets(gap, "test", "cvusa")
+    assert sets.reference_latlon is None and sets.query_latlon is not None
+
+
+def test_eval_sets_error_names_every_preferred_view(tmp_path):
+    ds = prepared(tmp_path, {"query": ["ground"], "reference": ["drone"]})
+    with pytest.raises(DataError, match=r"no test references with view in aerial, polar for "
+                                        r"protocol cvusa; check --split and the dataset's views"):
+        eval_sets(ds, "test", "cvusa")
+    with pytest.raises(DataError, match=r"no val queries with view in any for protocol pairs; "
+                                        r"check --split and --protocol"):
+        eval_sets(ds, "val", "pairs")
+    index = ds.index.copy()
+    index.loc[index["role"] == "reference", "split"] = "train"   # test has queries only
+    noref = write_prepared(tmp_path / "noref", index, [], dataset="toy", raw_root=tmp_path)
+    with pytest.raises(DataError, match=r"no test references with view in any for protocol "
+                                        r"pairs; check --split and the dataset's views"):
+        eval_sets(noref, "test", "pairs")
+
+
+def test_protocol_registration_checks_the_rule():
+    from geobench.eval import protocols as P
+
+    with pytest.raises(ValueError, match=r"odd: unknown R@1% rule 'ceil'"):
+        P._add(P.Protocol("odd", "test protocol", one_percent_rule="ceil"))
+    assert "odd" not in P.protocol_names()
+    try:
+        P._add(P.Protocol("odd", "test protocol", ks=(1, 3)))
+        assert get_protocol("odd").ks == (1, 3)
+    finally:
+        P._PROTOCOLS.pop("odd", None)
