@@ -207,3 +207,23 @@ def test_protocol_registration_checks_the_rule():
         assert get_protocol("odd").ks == (1, 3)
     finally:
         P._PROTOCOLS.pop("odd", None)
+
+
+def test_unknown_protocol_hints():
+    from geobench.errors import UnknownNameError
+    from geobench.eval.protocols import one_percent_k
+
+    known = "Known protocols: " + ", ".join(protocol_names())
+    with pytest.raises(UnknownNameError) as err:
+        get_protocol("zzzz")
+    assert str(err.value) == f"unknown protocol 'zzzz'. {known}"
+    with pytest.raises(UnknownNameError) as err:
+        get_protocol("u16")                         # similarity 0.5: inside the 0.5 cutoff
+    assert str(err.value).startswith("unknown protocol 'u16'. Did you mean u1652_")
+    assert "u1652_d2s, u1652_s2d" in str(err.value) or "u1652_s2d, u1652_d2s" in str(err.value)
+    with pytest.raises(UnknownNameError) as err:
+        get_protocol("cvirs")                       # four names within the cutoff: three shown
+    assert str(err.value).count(", ", 0, str(err.value).index("?")) == 2
+    with pytest.raises(UnknownNameError, match=r"unknown R@1% rule 'ceil'; use one of floor, "
+                                               r"vigor, u1652$"):
+        one_percent_k(10, "ceil")
