@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -524,6 +525,9 @@ def eval_cmd(
              "faiss:HNSW32); approximate results are marked as such.")] = "exact",
     nprobe: Annotated[Optional[int], typer.Option(help="faiss IVF cells to visit.")] = None,
     ef_search: Annotated[Optional[int], typer.Option(help="faiss HNSW efSearch.")] = None,
+    features_dtype: Annotated[str, typer.Option(
+        help="RUN mode: store descriptors in features.h5 as float32 or float16 (half the "
+             "file).")] = "float32",
     exact_sample: Annotated[int, typer.Option(
         help="With faiss: also search this many queries exactly and report the R@1 lost.")
                             ] = 1000,
@@ -595,9 +599,15 @@ def eval_cmd(
                               save_topk=save_topk, save_descriptors=save_descriptors, ties=ties,
                               **approx)
         out_dir = out if out is not None else default_eval_dir(run, data, split)
-        with claim_output(out_dir, "eval", inputs={"--data": data}):
+        # Under torchrun every rank embeds a shard; rank 0 owns the output folder.
+        main_rank = int(os.environ.get("RANK", "0") or 0) == 0
+        claim = (claim_output(out_dir, "eval", inputs={"--data": data}) if main_rank
+                 else contextlib.nullcontext())
+        with claim:
             summary = evaluate_run(run, data, split, options, out=out_dir, checkpoint=checkpoint,
-                                   amp=amp, **embed)
+                                   amp=amp, features_dtype=features_dtype, **embed)
+        if summary is None:  # a non-zero rank of a torchrun job: rank 0 reports
+            return
         for note in summary.notes:
             typer.echo(f"warning: {one_line(note)}", err=True)
         _print_eval(summary)

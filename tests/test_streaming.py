@@ -69,3 +69,61 @@ def test_streamed_file_stays_closed_and_normalise_is_refused(tmp_path):
     feats.close()
     with h5py.File(ok, "a"):
         pass  # no handle left open
+
+
+def _eval_rank(rank: int, world: int, port: int, run: str, ds: str, out: str) -> None:
+    import os
+
+    import torch
+
+    from geobench.progress import set_quiet
+    from geobench.train.runeval import evaluate_run
+    from tests._train_world import register_test_model
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    set_quiet(True)
+    register_test_model()
+    summary = evaluate_run(run, ds, "test", out=out, batch_size=2, features_dtype="float16")
+    assert (summary is None) == (rank != 0)
+
+
+def test_sharded_embedding_equals_one_process(tmp_path):
+    """torchrun-style eval: two gloo ranks embed halves into shard files, rank 0 merges
+    them into the same features.h5 one process writes, and evaluates once."""
+    import socket
+
+    import torch
+
+    from geobench.progress import set_quiet
+    from geobench.train import cards
+    from geobench.train.checkpoint import save_checkpoint
+    from geobench.train.runeval import evaluate_run
+    from tests._train_world import register_test_model, write_world
+
+    set_quiet(True)
+    name = register_test_model()
+    ds = write_world(tmp_path / "w", n_train=2, n_test=7)  # odd: uneven shards
+    torch.manual_seed(0)
+    model = cards.build(name, None, {"dropout": 0.0})
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "checkpoint.pt", {"model": name, "model_args": {"dropout": 0.0},
+                                            "model_state": model.state_dict(), "step": 0})
+    one = evaluate_run(run, ds, "test", out=tmp_path / "one", batch_size=2,
+                       features_dtype="float16")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_eval_rank, args=(2, port, str(run), str(ds),
+                                                  str(tmp_path / "two")), nprocs=2, join=True)
+    a, b = read_features(one.results_path.parent / "features.h5"), \
+        read_features(tmp_path / "two" / "features.h5")
+    assert a.query.dtype == np.float16 and a.query.shape == (7, 16)
+    np.testing.assert_array_equal(a.query, b.query)
+    np.testing.assert_array_equal(a.reference, b.reference)
+    assert a.query_uids == b.query_uids and np.array_equal(a.positives.indices, b.positives.indices)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["features.h5", "metrics.csv",
+                                                                    "results.h5"]
+    assert np.array_equal(read_results(tmp_path / "two" / "results.h5").ranks, one.result.ranks)

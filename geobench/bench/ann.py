@@ -1,8 +1,8 @@
 """Benchmark (part of `geobench bench eval`): faiss indexes against exact search.
 
-A gallery of 1 M references (quick: 100 k) with realistic structure: descriptors drawn
-around a few thousand place centres (streets look alike within a district), queries are
-noisy views of one reference each. Every index runs through geobench's own
+A gallery of 1 M references (quick: 50 k) with realistic structure: descriptors near a
+low-dimensional manifold, around a few thousand place centres (streets look alike within
+a district); queries are noisy views of one reference each. Every index runs through geobench's own
 `--search faiss:FACTORY` path (build in blocks, search in blocks, ranks of the first
 positive). Rows, all from one run on the same data and threads:
 - qps: queries per second of the search alone (index built beforehand, as a user
@@ -22,22 +22,28 @@ from geobench.bench import MB, make_row
 STAGE = "eval"
 
 
-def make_gallery(nq: int, nr: int, dim: int, seed: int = 0, places: int = 4096,
-                 spread: float = 0.55, noise: float = 2.5):
-    """Clustered unit descriptors; query i's positive is reference `target[i]`."""
+def make_gallery(nq: int, nr: int, dim: int, seed: int = 0, intrinsic: int = 32,
+                 places: int = 2048, spread: float = 0.5, noise: float = 0.7):
+    """Unit descriptors near a low-dimensional manifold, as learned embeddings are:
+    references around `places` centres in an `intrinsic`-dimensional subspace (plus a
+    little full-dimensional noise); query i is a noisy view of reference `target[i]`.
+    With these defaults exact R@1 is about 90 % at 50 k references."""
     from geobench.eval.csr import CSR
 
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((places, dim), dtype=np.float32)
+    basis = np.linalg.qr(rng.standard_normal((dim, intrinsic)))[0].T.astype(np.float32)
+    centres = rng.standard_normal((places, intrinsic), dtype=np.float32)
     ref = np.empty((nr, dim), dtype=np.float32)
     step = 65536
     for s in range(0, nr, step):
         n = min(step, nr - s)
-        block = centres[rng.integers(0, places, n)]
-        block += spread * rng.standard_normal((n, dim), dtype=np.float32)
+        z = centres[rng.integers(0, places, n)]
+        z += spread * rng.standard_normal((n, intrinsic), dtype=np.float32)
+        block = z @ basis + 0.05 * rng.standard_normal((n, dim), dtype=np.float32)
         ref[s:s + n] = block / np.linalg.norm(block, axis=1, keepdims=True)
     target = np.sort(rng.choice(nr, size=nq, replace=False))
-    q = ref[target] + noise * rng.standard_normal((nq, dim), dtype=np.float32) / np.sqrt(dim)
+    shift = rng.standard_normal((nq, intrinsic), dtype=np.float32) @ basis
+    q = ref[target] + noise * shift / np.sqrt(intrinsic)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     return q.astype(np.float32), ref, CSR.from_lists([[int(t)] for t in target])
 
@@ -45,10 +51,10 @@ def make_gallery(nq: int, nr: int, dim: int, seed: int = 0, places: int = 4096,
 def _settings(quick: bool) -> list[tuple[str, dict]]:
     lists = 256 if quick else 1024
     return [("Flat", {}),
-            (f"IVF{lists},Flat", {"nprobe": 8}),
-            (f"IVF{lists},Flat", {"nprobe": 32}),
-            (f"IVF{lists},PQ32", {"nprobe": 32}),
-            ("HNSW32", {"ef_search": 64})]
+            (f"IVF{lists},Flat", {"nprobe": 4}),
+            (f"IVF{lists},Flat", {"nprobe": 16}),
+            (f"IVF{lists},PQ32", {"nprobe": 16, "train_size": 16384}),
+            ("HNSW16", {"ef_search": 64})]
 
 
 def run(quick: bool) -> list[dict]:
@@ -58,7 +64,7 @@ def run(quick: bool) -> list[dict]:
     from geobench.progress import set_quiet
 
     set_quiet(True)
-    nq, nr, dim = (1000, 100_000, 256) if quick else (2000, 1_000_000, 256)
+    nq, nr, dim = (500, 50_000, 256) if quick else (2000, 1_000_000, 256)
     memory = 1 << 30
     q, r, positives = make_gallery(nq, nr, dim)
     t = time.perf_counter()
@@ -70,7 +76,8 @@ def run(quick: bool) -> list[dict]:
     rows = [make_row(STAGE, f"exact search {size}", "qps", exact_qps, None, "queries/s", None,
                      r1=round(exact_r1, 2), note="geobench exact search, top-10 + ranks")]
     for factory, params in _settings(quick):
-        options = ApproxOptions(factory, params.get("nprobe"), params.get("ef_search"))
+        options = ApproxOptions(factory, params.get("nprobe"), params.get("ef_search"),
+                                params.get("train_size"))
         t = time.perf_counter()
         index = build_index(r, options, memory)
         build_s = time.perf_counter() - t

@@ -9,6 +9,7 @@ hands the file to `geobench.eval.evaluate.evaluate_features`. Training calls
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,11 +80,11 @@ class EmbeddedSets:
     protocol: str
 
 
-def embed_sets(model: Any, prepared: Prepared, split: str, protocol: str | None = None, *,
-               batch_size: int = 32, device: Any = "cpu", workers: int = 0, ctx: Any = None,
-               amp: bool = False) -> EmbeddedSets:
+def eval_plan(model: Any, prepared: Prepared, split: str, protocol: str | None = None
+              ) -> tuple[Any, ViewSource, ViewSource, list[str], list[str]]:
+    """The protocol's eval sets for `model` and what it embeds: (sets, query source,
+    reference source, query image paths, reference image paths)."""
     from geobench.eval.protocols import eval_sets, get_protocol
-    from geobench.train.embed import embed_paths
 
     proto = get_protocol(protocol or default_protocol(prepared))
     card = model.card
@@ -91,17 +92,29 @@ def embed_sets(model: Any, prepared: Prepared, split: str, protocol: str | None 
                      query_view=_forced_view(prepared, split, "query", card.query_view, proto.query_views),
                      reference_view=_forced_view(prepared, split, "reference", card.reference_view,
                                                  proto.reference_views))
-    kw = dict(batch_size=batch_size, device=device, workers=workers, ctx=ctx, amp=amp)
-    out = []
+    out: list[Any] = []
     for role, rows in (("queries", sets.queries), ("references", sets.references)):
         views = set(rows["view"])
         if len(views) != 1:
             raise DataError(f"{prepared.root / INDEX_FILE}: {split} {role} mix views "
                             f"{', '.join(sorted(views))}; pick a protocol that selects one")
-        src = _model_view(card, views.pop())
-        out.append(embed_paths(model, [str(p) for p in prepared.paths(rows)], src,
-                               description=f"embed {split} {role}", **kw))
-    return EmbeddedSets(out[0], out[1], sets, proto.name)
+        out.append((_model_view(card, views.pop()), [str(p) for p in prepared.paths(rows)]))
+    (q_src, q_paths), (r_src, r_paths) = out
+    return sets, q_src, r_src, q_paths, r_paths
+
+
+def embed_sets(model: Any, prepared: Prepared, split: str, protocol: str | None = None, *,
+               batch_size: int = 32, device: Any = "cpu", workers: int = 0, ctx: Any = None,
+               amp: bool = False) -> EmbeddedSets:
+    from geobench.eval.protocols import get_protocol
+    from geobench.train.embed import embed_paths
+
+    proto = get_protocol(protocol or default_protocol(prepared))
+    sets, q_src, r_src, q_paths, r_paths = eval_plan(model, prepared, split, proto.name)
+    kw = dict(batch_size=batch_size, device=device, workers=workers, ctx=ctx, amp=amp)
+    query = embed_paths(model, q_paths, q_src, description=f"embed {split} queries", **kw)
+    reference = embed_paths(model, r_paths, r_src, description=f"embed {split} references", **kw)
+    return EmbeddedSets(query, reference, sets, proto.name)
 
 
 def evaluate_model(model: Any, prepared: Prepared, split: str, protocol: str | None = None, *,
@@ -211,18 +224,19 @@ def default_eval_dir(run: str | Path, data: str | Path, split: str) -> Path:
 def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options: Any = None, *,
                  checkpoint: str | None = None, out: str | Path | None = None,
                  batch_size: int = 32, device: str | None = None, workers: int = 0,
-                 amp: bool | None = None) -> Any:
+                 amp: bool | None = None, features_dtype: str = "float32") -> Any:
     """`geobench eval RUN --data DS --split S` -> geobench.eval.evaluate.EvalSummary.
 
     checkpoint: "best" (RUN/best.pt), "last" (RUN/checkpoint.pt) or a path; default best
     when the run has one. device: default cuda when available; amp: default on with CUDA.
     Everything cheap is checked first (run, options, dataset, split, protocol, checkpoint),
-    so a mistake fails before any image is embedded.
+    so a mistake fails before any image is embedded. Under torchrun the embedding is
+    sharded over the ranks (see train.embedfile); rank 0 searches and writes the results,
+    the other ranks return None.
     """
     from dataclasses import replace
 
     from geobench.eval.evaluate import EvalOptions, Provenance, evaluate_features
-    from geobench.eval.features import write_features
     from geobench.eval.protocols import get_protocol
     from geobench.prepared import read_prepared
     from geobench.train.checkpoint import read_checkpoint
@@ -247,13 +261,22 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
              "dataset": name, "dataset_sha256": prepared.dataset_hash(), "split": split,
              "protocol": protocol, "run": run.resolve().name}
     if not _cached(features, attrs):
-        emb = embed_sets(model, prepared, split, protocol, batch_size=batch_size, device=device,
-                         workers=workers, amp=amp)
-        s = emb.sets
-        write_features(features, emb.query, emb.reference, s.positives,
-                       semi_positives=s.semi_positives, query_latlon=s.query_latlon,
-                       reference_latlon=s.reference_latlon, query_uids=list(s.queries["uid"]),
-                       reference_uids=list(s.references["uid"]), attrs=attrs)
+        from geobench.train import distributed as dist
+        from geobench.train.embedfile import embed_to_features
+
+        ctx = dist.setup(device)
+        try:
+            model.to(ctx.device)
+            written = embed_to_features(model, prepared, split, protocol, features, attrs,
+                                        batch_size=batch_size, device=ctx.device,
+                                        workers=workers, amp=amp, ctx=ctx,
+                                        dtype=_dtype(features_dtype))
+        finally:
+            dist.teardown(ctx)
+        if written is None:
+            return None  # a non-zero rank: rank 0 evaluates
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return None  # cached features under torchrun: rank 0 evaluates
     prov = Provenance(run=attrs["run"], dataset=name, split=split, model=state["model"],
                       checkpoint_sha256=digest, dataset_sha256=attrs["dataset_sha256"],
                       extra={"checkpoint": str(path.resolve()), "step": int(state["step"]),
@@ -261,6 +284,15 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
                              "amp": amp, "selected_on": (state.get("best") or {}).get("split", "")},
                       **_row_record(run, state))
     return evaluate_features(features, out_dir, replace(options, protocol=protocol), prov)
+
+
+def _dtype(name: str) -> Any:
+    import numpy as np
+
+    if name not in ("float32", "float16"):
+        raise UsageError(f"--features-dtype {name!r}: use float32 or float16 (half the file; "
+                         f"scores are still accumulated in float32/float64)")
+    return np.dtype(name)
 
 
 def _row_record(run: Path, state: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,93 @@
+"""Embed a split straight into a features file, on one process or sharded over ranks.
+
+Descriptors go to HDF5 batch by batch as the model produces them, so a 2.8 M-image
+database never exists as an (N, D) array in memory. Under torchrun each rank embeds its
+contiguous share of queries and references into its own shard file; once every rank is
+done, rank 0 merges the shards block by block into the features file (with the links,
+positions and uids) and removes them. The result is the same file one process writes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geobench.eval.features import QUERY, REFERENCE, write_features
+from geobench.fileio import atomic_path
+from geobench.train import distributed as dist
+
+
+class ConcatRows:
+    """Row-sliceable view of several (n_i, D) datasets stacked in order."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+        self.starts = np.cumsum([0] + [p.shape[0] for p in parts])
+        self.shape = (int(self.starts[-1]), parts[0].shape[1])
+        self.dtype = parts[0].dtype
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        out = []
+        for part, lo, hi in zip(self.parts, self.starts[:-1], self.starts[1:], strict=True):
+            a, b = max(start, lo), min(stop, hi)
+            if a < b:
+                out.append(np.asarray(part[a - lo:b - lo]))
+        return np.concatenate(out) if out else np.empty((0, self.shape[1]), self.dtype)
+
+
+def _embed_shard(model: Any, paths: list[str], src: Any, h5: Any, name: str, dim: int,
+                 dtype: Any, **kw: Any) -> None:
+    """Embed this rank's share of `paths` into dataset `name` of an open HDF5 file."""
+    from geobench.train.embed import embed_paths
+
+    mine = dist.shard(len(paths), kw["ctx"])
+    out = h5.create_dataset(name, shape=(len(mine), dim), dtype=dtype)
+
+    def sink(offset: int, block: np.ndarray) -> None:
+        out[offset:offset + len(block)] = block
+
+    embed_paths(model, [paths[i] for i in mine], src, sink=sink, shard=False, **kw)
+
+
+def embed_to_features(model: Any, prepared: Any, split: str, protocol: str, path: str | Path,
+                      attrs: dict[str, Any], *, batch_size: int = 32, device: Any = "cpu",
+                      workers: int = 0, amp: bool = False, ctx: Any = None,
+                      dtype: Any = np.float32) -> Path | None:
+    """Write `path` (the features-file contract) for a split; None on ranks other than 0."""
+    import h5py
+
+    from geobench.train.runeval import eval_plan
+
+    ctx = ctx or dist.DistContext()
+    path = Path(path)
+    sets, q_src, r_src, q_paths, r_paths = eval_plan(model, prepared, split, protocol)
+    dim = int(model.card.descriptor_dim)
+    kw = dict(batch_size=batch_size, device=device, workers=workers, ctx=ctx, amp=amp)
+    shard = path.with_name(f"{path.name}.rank{ctx.rank}-of-{ctx.world_size}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(shard) as tmp, h5py.File(tmp, "w") as h5:
+        _embed_shard(model, q_paths, q_src, h5, QUERY, dim, dtype, **kw)
+        _embed_shard(model, r_paths, r_src, h5, REFERENCE, dim, dtype, **kw)
+    dist.barrier(ctx)
+    if not ctx.is_main:
+        dist.barrier(ctx)
+        return None
+    shards = [path.with_name(f"{path.name}.rank{r}-of-{ctx.world_size}")
+              for r in range(ctx.world_size)]
+    files = [h5py.File(s, "r") for s in shards]
+    try:
+        write_features(path, ConcatRows([f[QUERY] for f in files]),
+                       ConcatRows([f[REFERENCE] for f in files]), sets.positives,
+                       semi_positives=sets.semi_positives, query_latlon=sets.query_latlon,
+                       reference_latlon=sets.reference_latlon,
+                       query_uids=list(sets.queries["uid"]),
+                       reference_uids=list(sets.references["uid"]), attrs=attrs, dtype=dtype)
+    finally:
+        for f in files:
+            f.close()
+        for s in shards:
+            s.unlink(missing_ok=True)
+        dist.barrier(ctx)
+    return path
