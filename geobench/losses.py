@@ -3,7 +3,15 @@
 Row i of `q` and row i of `r` are a matching pair; every other row of the batch is a
 negative. All losses take L2-normalised descriptors and are registered by name in
 `LOSSES` (`build_loss(name, **kwargs)`), so a recipe or a YAML config picks one by key.
-Formulas: reference/models.md §4.
+
+Losses that depend on the batch only through the query x reference similarities
+S[i, j] = q_i . r_j also take that matrix directly (`loss.from_similarity(S)`): models
+whose score depends on the pair (ASA-VG crops each panorama where it best matches each
+query) hand their own (B, B) matrix to the loss instead of two descriptor batches.
+
+Distances for the triplet losses: `distance="squared"` is |q - r|^2 = 2 - 2 q.r (what
+SAFA's code computes), `distance="euclidean"` its square root (what the MC_GRA and ASA-VG
+papers write). gamma multiplies whichever distance is chosen.
 """
 from __future__ import annotations
 
@@ -29,9 +37,29 @@ class LossCard:
 LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss", "python -m geobench.losses")
 
 
+DISTANCES = ("squared", "euclidean")
+# sqrt has an infinite slope at 0: a pair of identical descriptors would give NaN gradients.
+_SQRT_FLOOR = 1e-12
+
+
 def squared_distances(q: Tensor, r: Tensor) -> Tensor:
     """D[i, j] = |q_i - r_j|^2 = 2 - 2 q_i.r_j for unit vectors (rows: queries)."""
     return 2.0 - 2.0 * (q @ r.T)
+
+
+def similarity_to_distance(sim: Tensor, distance: str = "squared") -> Tensor:
+    """Distances between unit vectors from their inner products (see the module doc)."""
+    squared = 2.0 - 2.0 * sim
+    if distance == "squared":
+        return squared
+    return squared.clamp_min(_SQRT_FLOOR).sqrt()
+
+
+def _check_distance(distance: str) -> str:
+    if distance not in DISTANCES:
+        raise UsageError(f"loss distance must be one of {' | '.join(DISTANCES)}, got {distance!r}; "
+                         f"set it in loss_args (e.g. loss_args: {{distance: euclidean}})")
+    return distance
 
 
 def _full(x: Tensor) -> Tensor:
@@ -47,6 +75,14 @@ def _check_pairs(q: Tensor, r: Tensor) -> None:
         raise UsageError("in-batch losses need at least 2 pairs per batch; raise --batch-size")
 
 
+def _check_matrix(sim: Tensor) -> None:
+    if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
+        raise UsageError(f"a pairwise loss expects a square (B, B) similarity matrix, got "
+                         f"{tuple(sim.shape)}; check the model's similarity_matrix()")
+    if sim.shape[0] < 2:
+        raise UsageError("in-batch losses need at least 2 pairs per batch; raise --batch-size")
+
+
 def _off_diagonal(b: int, device: torch.device) -> Tensor:
     return ~torch.eye(b, dtype=torch.bool, device=device)
 
@@ -57,14 +93,16 @@ class SoftMarginTriplet(nn.Module):
     For query j: log(1 + exp(gamma (D_jj - D_ji))) over references i != j, and the same
     with the reference as anchor; each direction is averaged over its B(B-1) terms and
     the two directions are averaged. `hard_k` keeps only the k largest terms per anchor
-    (SAFA's in-batch hard mining).
+    (SAFA's in-batch hard mining). D is the `distance` of the module doc.
     """
 
-    def __init__(self, gamma: float = 10.0, hard_k: int | None = None) -> None:
+    def __init__(self, gamma: float = 10.0, hard_k: int | None = None,
+                 distance: str = "squared") -> None:
         super().__init__()
         if hard_k is not None and hard_k < 1:
             raise UsageError(f"hard_k must be >= 1, got {hard_k}")
         self.gamma, self.hard_k = float(gamma), hard_k
+        self.distance = _check_distance(distance)
 
     def _direction(self, pos: Tensor, dist: Tensor, mask: Tensor) -> Tensor:
         # pos[a]: anchor a's positive distance; dist[a, n]: distance to candidate n.
@@ -77,7 +115,12 @@ class SoftMarginTriplet(nn.Module):
 
     def forward(self, q: Tensor, r: Tensor) -> Tensor:
         _check_pairs(q, r)
-        dist = squared_distances(_full(q), _full(r))
+        return self.from_similarity(_full(q) @ _full(r).T)
+
+    def from_similarity(self, sim: Tensor) -> Tensor:
+        """The loss from S[i, j] = similarity of query i and reference j (B, B)."""
+        _check_matrix(sim)
+        dist = similarity_to_distance(_full(sim), self.distance)
         pos = dist.diagonal()
         mask = _off_diagonal(dist.shape[0], dist.device)
         q_anchor = self._direction(pos, dist, mask)
@@ -93,9 +136,10 @@ class SemiSoftTriHard(nn.Module):
     anchors of both directions.
     """
 
-    def __init__(self, alpha: float = 10.0) -> None:
+    def __init__(self, alpha: float = 10.0, distance: str = "squared") -> None:
         super().__init__()
         self.alpha = float(alpha)
+        self.distance = _check_distance(distance)
 
     def _direction(self, dist: Tensor) -> Tensor:
         b = dist.shape[0]
@@ -112,7 +156,11 @@ class SemiSoftTriHard(nn.Module):
 
     def forward(self, q: Tensor, r: Tensor) -> Tensor:
         _check_pairs(q, r)
-        dist = squared_distances(_full(q), _full(r))
+        return self.from_similarity(_full(q) @ _full(r).T)
+
+    def from_similarity(self, sim: Tensor) -> Tensor:
+        _check_matrix(sim)
+        dist = similarity_to_distance(_full(sim), self.distance)
         return 0.5 * (self._direction(dist) + self._direction(dist.T))
 
 
@@ -130,8 +178,12 @@ class SymmetricInfoNCE(nn.Module):
 
     def forward(self, q: Tensor, r: Tensor) -> Tensor:
         _check_pairs(q, r)
-        logits = self.logit_scale.exp() * (_full(q) @ _full(r).T)
-        target = torch.arange(q.shape[0], device=q.device)
+        return self.from_similarity(_full(q) @ _full(r).T)
+
+    def from_similarity(self, sim: Tensor) -> Tensor:
+        _check_matrix(sim)
+        logits = self.logit_scale.exp() * _full(sim)
+        target = torch.arange(sim.shape[0], device=sim.device)
         ce = lambda x: F.cross_entropy(x, target, label_smoothing=self.label_smoothing)  # noqa: E731
         return 0.5 * (ce(logits) + ce(logits.T))
 
@@ -178,21 +230,24 @@ class MultiSimilarity(nn.Module):
 
 
 @LOSSES.register(LossCard("weighted soft-margin triplet, all 2B(B-1) in-batch triplets "
-                          "(SAFA, MC_GRA, ASA-VG)", {"gamma": 10.0}))
-def soft_margin_triplet(gamma: float = 10.0) -> nn.Module:
-    return SoftMarginTriplet(gamma=gamma)
+                          "(SAFA, MC_GRA, ASA-VG); distance squared | euclidean",
+                          {"gamma": 10.0, "distance": "squared"}))
+def soft_margin_triplet(gamma: float = 10.0, distance: str = "squared") -> nn.Module:
+    return SoftMarginTriplet(gamma=gamma, distance=distance)
 
 
 @LOSSES.register(LossCard("weighted soft-margin triplet keeping the k hardest negatives per "
-                          "anchor (SAFA batch_hard_count)", {"gamma": 10.0, "hard_k": 4}))
-def soft_margin_triplet_hard(gamma: float = 10.0, hard_k: int = 4) -> nn.Module:
-    return SoftMarginTriplet(gamma=gamma, hard_k=hard_k)
+                          "anchor (SAFA batch_hard_count)",
+                          {"gamma": 10.0, "hard_k": 4, "distance": "squared"}))
+def soft_margin_triplet_hard(gamma: float = 10.0, hard_k: int = 4,
+                             distance: str = "squared") -> nn.Module:
+    return SoftMarginTriplet(gamma=gamma, hard_k=hard_k, distance=distance)
 
 
 @LOSSES.register(LossCard("LRFR SemiSoftTriHard: one semi-hard negative per anchor",
-                          {"alpha": 10.0}))
-def semi_soft_tri_hard(alpha: float = 10.0) -> nn.Module:
-    return SemiSoftTriHard(alpha=alpha)
+                          {"alpha": 10.0, "distance": "squared"}))
+def semi_soft_tri_hard(alpha: float = 10.0, distance: str = "squared") -> nn.Module:
+    return SemiSoftTriHard(alpha=alpha, distance=distance)
 
 
 @LOSSES.register(LossCard("symmetric InfoNCE, learnable temperature, label smoothing "
@@ -207,6 +262,11 @@ def infonce(temperature: float = 0.07, label_smoothing: float = 0.1,
 def multi_similarity(alpha: float = 1.0, beta: float = 50.0, base: float = 0.0,
                      epsilon: float | None = 0.1) -> nn.Module:
     return MultiSimilarity(alpha, beta, base, epsilon)
+
+
+def takes_similarity(loss: nn.Module) -> bool:
+    """Whether `loss` can be computed from a (B, B) query x reference similarity matrix."""
+    return callable(getattr(loss, "from_similarity", None))
 
 
 def build_loss(name: str, **kwargs: Any) -> nn.Module:

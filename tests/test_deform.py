@@ -246,13 +246,48 @@ def test_golden_roundtrip_detects_differences(tmp_path):
     assert max(golden.compare_golden(loaded, deform_conv2d).values()) > 1e-4
 
 
-@pytest.mark.skipif(not GOLDEN.exists(), reason="no torchvision golden; run benchmarks/make_deform_golden.py")
-def test_matches_torchvision_golden():
+@pytest.mark.parametrize("backend", ["geobench", "torchvision"])
+def test_matches_torchvision_golden(backend):
+    """Outputs and input/offset/mask/weight/bias gradients, incl. whole-pixel offsets."""
+    from functools import partial
+
+    from geobench.models.deform import deform_backend
+
+    if backend == "torchvision" and deform_backend("cpu") != "torchvision":
+        pytest.skip("torchvision.ops is not importable here (the fallback is tested alone)")
     golden = _golden_module()
     data = torch.load(GOLDEN, weights_only=True)
-    errors = golden.compare_golden(data, deform_conv2d)
+    assert {"zero", "whole", "whole_y"} <= {c["offsets"] for c in data["cases"]}
+    errors = golden.compare_golden(data, partial(deform_conv2d, backend=backend))
     worst = max(errors, key=errors.get)
     assert errors[worst] < 1e-9, f"{worst}: {errors[worst]:.3g} vs {data['source']}"
+
+
+def test_whole_pixel_offset_gradient_is_right_hand():
+    """At whole-pixel samples d/d(offset) is the forward difference (torchvision's side)."""
+    g = _gen(3)
+    x = torch.randn(1, 2, 5, 6, generator=g, dtype=D64)
+    w = torch.randn(2, 2, 3, 3, generator=g, dtype=D64)
+    off = torch.randint(-1, 2, (1, 18, 5, 6), generator=g).to(D64).requires_grad_(True)
+    deform_conv2d(x, off, w, padding=1, backend="geobench").sum().backward()
+    eps = 1e-7
+    for idx in [(0, 0, 2, 3), (0, 5, 1, 1), (0, 8, 4, 5), (0, 13, 0, 2)]:
+        bumped = off.detach().clone()
+        bumped[idx] += eps
+        right = (deform_conv2d(x, bumped, w, padding=1).sum() - deform_conv2d(x, off.detach(), w, padding=1).sum()) / eps
+        assert off.grad[idx].item() == pytest.approx(right.item(), abs=1e-5)
+
+
+def test_backend_choice():
+    from geobench.models.deform import deform_backend
+
+    x, off, w = torch.randn(1, 2, 4, 4), torch.zeros(1, 18, 4, 4), torch.randn(2, 2, 3, 3)
+    assert deform_backend("cpu") in ("geobench", "torchvision")
+    with pytest.raises(UsageError, match="backend must be one of"):
+        deform_conv2d(x, off, w, padding=1, backend="cuda")
+    if deform_backend("cpu") == "geobench":
+        with pytest.raises(UsageError, match="torchvision.ops.deform_conv2d is not importable"):
+            deform_conv2d(x, off, w, padding=1, backend="torchvision")
 
 
 def test_benchmark_rows_follow_the_contract(monkeypatch):

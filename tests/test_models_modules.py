@@ -98,17 +98,21 @@ def test_safa_matches_loop():
     torch.manual_seed(0)
     safa = SAFA(5, 2, 3, heads=2).double()
     x = torch.randn(2, 5, 2, 3, dtype=torch.double)
-    out = safa(x)
-    pooled = x.amax(1).flatten(1)
-    refs = []
-    for b in range(2):
-        descs = []
-        for k in range(2):
-            a = (pooled[b] @ safa.w1[k] + safa.b1[k]) @ safa.w2[k] + safa.b2[k]
-            descs.append(x[b].flatten(1) @ a)
-        refs.append(torch.stack(descs, 1).flatten())
-    torch.testing.assert_close(out, F.normalize(torch.stack(refs), dim=-1))
+    for pooling in ("mean", "max"):
+        safa.pooling = pooling
+        out = safa(x)
+        pooled = (x.mean(1) if pooling == "mean" else x.amax(1)).flatten(1)
+        refs = []
+        for b in range(2):
+            descs = []
+            for k in range(2):
+                a = (pooled[b] @ safa.w1[k] + safa.b1[k]) @ safa.w2[k] + safa.b2[k]
+                descs.append(x[b].flatten(1) @ a)
+            refs.append(torch.cat(descs))  # head-major, as the official reshape
+        torch.testing.assert_close(out, F.normalize(torch.stack(refs), dim=-1))
     assert safa.out_dim == 10
+    with pytest.raises(UsageError, match="mean | max"):
+        SAFA(5, 2, 3, pooling="sum")
 
 
 def test_gem_and_gap():

@@ -157,29 +157,37 @@ class SALAD(nn.Module):
 
 
 class SAFA(nn.Module):
-    """SAFA spatial-aware aggregation: `heads` position-embedding maps from a channel max.
+    """SAFA spatial-aware aggregation: `heads` position-embedding maps from a channel pooling.
 
-    Each head is a 2-layer FC on the flattened channel-max map (N -> N/2 -> N, no activation,
-    as in SAFA); the descriptor stacks Σ_n F[c, n] A_k[n] over heads: C * heads dims.
+    As the official TensorFlow code: the map is pooled over channels (`pooling="mean"`;
+    "max" is geobench's earlier variant), each head is a 2-layer FC on the flattened pooled
+    map (N -> N/2 -> N, no activation, weights ~ truncated normal σ 0.005, biases 0.1),
+    and the descriptor stacks Σ_n F[c, n] A_k[n] head-major (index k·C + c): C * heads dims.
     """
 
-    def __init__(self, in_channels: int, in_h: int, in_w: int, heads: int = 8) -> None:
+    POOLINGS = ("mean", "max")
+
+    def __init__(self, in_channels: int, in_h: int, in_w: int, heads: int = 8,
+                 pooling: str = "mean") -> None:
         super().__init__()
-        self.in_h, self.in_w = in_h, in_w
+        if pooling not in self.POOLINGS:
+            raise UsageError(f"SAFA pooling must be one of {' | '.join(self.POOLINGS)}, got {pooling!r}")
+        self.in_h, self.in_w, self.pooling = in_h, in_w, pooling
         n = in_h * in_w
         hid = max(n // 2, 1)
-        self.w1 = nn.Parameter(torch.empty(heads, n, hid).normal_(0.0, 0.005))
+        # TensorFlow's truncated normal redraws beyond 2σ.
+        self.w1 = nn.Parameter(nn.init.trunc_normal_(torch.empty(heads, n, hid), 0.0, 0.005, -0.01, 0.01))
         self.b1 = nn.Parameter(torch.full((heads, hid), 0.1))
-        self.w2 = nn.Parameter(torch.empty(heads, hid, n).normal_(0.0, 0.005))
+        self.w2 = nn.Parameter(nn.init.trunc_normal_(torch.empty(heads, hid, n), 0.0, 0.005, -0.01, 0.01))
         self.b2 = nn.Parameter(torch.full((heads, n), 0.1))
         self.out_dim = in_channels * heads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_feature_size(self, x, self.in_h, self.in_w)
-        pooled = x.amax(dim=1).flatten(1)  # (B, N)
+        pooled = (x.mean(dim=1) if self.pooling == "mean" else x.amax(dim=1)).flatten(1)  # (B, N)
         h = torch.einsum("bn,knh->bkh", pooled, self.w1) + self.b1
         att = torch.einsum("bkh,khn->bkn", h, self.w2) + self.b2  # (B, K, N)
-        desc = torch.einsum("bcn,bkn->bck", x.flatten(2), att)
+        desc = torch.einsum("bcn,bkn->bkc", x.flatten(2), att)
         return F.normalize(desc.flatten(1), dim=-1)
 
 

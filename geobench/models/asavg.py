@@ -7,10 +7,12 @@ exact similarity is pair-dependent:
 
 * `forward(q, r)` aligns each panorama to its own query (the matching pair);
 * `similarity_matrix(q, r)` aligns every panorama to every query (B×B, the paper's
-  training, where negatives are also compared at their best-aligned region);
+  training, where negatives are also compared at their best-aligned region; the card's
+  `pairwise_training` makes the training engine hand it to the loss);
 * `embed(pano, "ground")` is a query-independent shortlist descriptor (mean of the
-  MixVPR descriptors of `n_crops` evenly spaced windows); `pairwise_score` and `rerank`
-  rescore with the real alignment, so exhaustive search stays tractable.
+  MixVPR descriptors of `n_crops` evenly spaced windows); `pairwise_score`, `rerank` and
+  `score_pairs` rescore with the real alignment, so exhaustive search stays tractable
+  (`geobench eval --rerank K` re-orders a global-search shortlist of K with them).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geobench.errors import UsageError
-from geobench.models.asa import ASA, SFE, correlate_all, crop_circular
+from geobench.models.asa import ASA, SFE, crop_circular
 from geobench.models.backbones.base import Backbone
 from geobench.models.base import GeoModel
 from geobench.models.registry import ModelCard
@@ -105,7 +107,10 @@ class ASAVGModel(GeoModel):
             return self._whole_panorama(f)
         return self._panorama_descriptor(f, self._query_width())
 
-    def forward(self, query_images: torch.Tensor, reference_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, query_images: torch.Tensor, reference_images: torch.Tensor,
+                matrix: bool = False) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+        if matrix:
+            return self.similarity_matrix(query_images, reference_images)
         if not self.aligned:
             return super().forward(query_images, reference_images)
         fq = self.features(query_images, self.card.query_view)
@@ -114,13 +119,35 @@ class ASAVGModel(GeoModel):
         return self._describe(fq), self._describe(aligned)
 
     def similarity_matrix(self, query_images: torch.Tensor, reference_images: torch.Tensor) -> torch.Tensor:
-        """S[i, j] = <d(q_i), d(crop of p_j aligned to q_i)> for a training batch: (B, B)."""
+        """S[i, j] = <d(q_i), d(crop of p_j aligned to q_i)> for a training batch: (B, B).
+
+        One FFT correlation for all B² pairs, then the B² crops through the aggregator.
+        """
         if not self.aligned:
-            q, r = super().forward(query_images, reference_images)
-            return q @ r.T
+            return super().similarity_matrix(query_images, reference_images)
         fq = self.features(query_images, self.card.query_view)
         fp = self.features(reference_images, self.card.reference_view)
-        return self._aligned_scores(fq, fp, torch.arange(fp.shape[0], device=fp.device).expand(fq.shape[0], -1))
+        nq, np_ = fq.shape[0], fp.shape[0]
+        offs = self.asa.align_all(fq, fp)  # (Nq, Np), no gradient through the argmax
+        crops = crop_circular(fp.repeat(nq, 1, 1, 1), offs.reshape(-1), fq.shape[-1])
+        d = self._describe(crops).view(nq, np_, -1)
+        return torch.einsum("ijd,id->ij", d, self._describe(fq))
+
+    def score_pairs(self, q_feats: torch.Tensor, r_feats: torch.Tensor,
+                    q_desc: torch.Tensor | None = None) -> torch.Tensor:
+        """Aligned score of row-matched pairs (query map i, panorama map i): (P,).
+
+        The building block of memory-bounded re-ranking: the caller streams any set of
+        (query, reference) pairs through it in batches. q_desc: the queries' descriptors
+        if already known (saves an aggregator pass).
+        """
+        if q_feats.shape[0] != r_feats.shape[0]:
+            raise ValueError("score_pairs needs as many panorama maps as query maps")
+        dq = self._describe(q_feats) if q_desc is None else q_desc
+        if not self.aligned:
+            return (self._whole_panorama(r_feats) * dq).sum(dim=-1)
+        offs = self.asa.offsets(q_feats, r_feats)
+        return (self._describe(crop_circular(r_feats, offs, q_feats.shape[-1])) * dq).sum(dim=-1)
 
     # --- pair-dependent retrieval ----------------------------------------------------------
     def _aligned_scores(self, fq: torch.Tensor, fp: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
@@ -133,7 +160,7 @@ class ASAVGModel(GeoModel):
         rows = []
         for i in range(fq.shape[0]):
             p = fp[cand[i]]
-            offs = correlate_all(fq[i : i + 1], p, self.asa.normalize)[0].argmax(dim=-1)
+            offs = self.asa.align_all(fq[i : i + 1], p)[0]
             scores = []
             for s in range(0, p.shape[0], self.chunk):
                 crops = crop_circular(p[s : s + self.chunk], offs[s : s + self.chunk], wq)

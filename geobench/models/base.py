@@ -89,11 +89,28 @@ class GeoModel(nn.Module):
         self.check_input_size(images, view)
         return F.normalize(self.encode(images, self.branch(view)).float(), dim=-1)
 
-    def forward(self, query_images: torch.Tensor, reference_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, query_images: torch.Tensor, reference_images: torch.Tensor,
+                matrix: bool = False) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+        """(query, reference) descriptors of a batch of pairs; matrix=True: their (B, B) scores.
+
+        The training engine asks for the matrix (through DDP, so gradients still reduce) when
+        the recipe sets pairwise_training.
+        """
+        if matrix:
+            return self.similarity_matrix(query_images, reference_images)
         return (
             self.embed(query_images, self.card.query_view),
             self.embed(reference_images, self.card.reference_view),
         )
+
+    def similarity_matrix(self, query_images: torch.Tensor, reference_images: torch.Tensor) -> torch.Tensor:
+        """S[i, j] = score of query i against reference j over a batch: (B, B).
+
+        The inner product of the descriptors here; pair-dependent models (asavg) override it.
+        """
+        q = self.embed(query_images, self.card.query_view)
+        r = self.embed(reference_images, self.card.reference_view)
+        return q @ r.T
 
     def backbones(self) -> list[nn.Module]:
         """The backbone modules (targets of a `--weights` file), one per tower."""

@@ -1,4 +1,4 @@
-"""Deformable convolution v1 and v2 (modulated) in plain PyTorch.
+"""Deformable convolution v1 and v2 (modulated): torchvision's op, or a plain-PyTorch fallback.
 
 Same contract as `torchvision.ops.deform_conv2d`, so weights and offsets move between the
 two unchanged:
@@ -8,26 +8,35 @@ two unchanged:
 * mask: (B, G·kh·kw, Ho, Wo), multiplied onto each sampled value (DCNv2); None means v1.
 * input channel c belongs to offset group c // (C / G); weight groups are inferred from
   weight.shape[1] exactly as in torchvision.
-* bilinear sampling with zero outside: a sample at (y, x) is 0 when y ≤ -1, y ≥ H, x ≤ -1
-  or x ≥ W; otherwise each of its four integer taps that lies outside the image counts 0.
+* bilinear sampling with zero outside: a sample at (y, x) reads its four integer taps
+  floor(y)+{0,1} × floor(x)+{0,1}; taps outside the image count 0 (so a sample with
+  y ≤ -1, y ≥ H, x ≤ -1 or x ≥ W is 0).
+* gradients: those of that formula with floor() held constant, so at a sample that lands
+  exactly on a whole pixel the offset gradient is the right-hand derivative (towards
+  the next pixel), as torchvision's kernels compute it. MC_GRA starts there: its offset
+  predictors are zero-initialised.
 
-Sampling uses `grid_sample(align_corners=True, padding_mode="zeros")`, which applies that
-rule tap by tap, followed by one batched matmul; there are no Python loops over pixels.
-Memory is K times the sampled input, fine for the small maps this is used on (MC_GRA).
-On CUDA, grid_sample's backward accumulates with atomics, so gradients are not bitwise
-deterministic unless torch.use_deterministic_algorithms(True) is set.
+`deform_conv2d` runs torchvision's kernel (CPU and CUDA) when `torchvision.ops` imports
+and passes a small self-check on that device type; otherwise the fallback here, which
+works in pixel coordinates (a grid_sample formulation rounds whole pixels to either
+side) and gathers the four taps of every sample at once, then one batched matmul. Its
+memory is 4·K times the input, fine for the small maps this is used on (MC_GRA).
+`backend=` forces one path ("geobench" or "torchvision"); the golden fixtures
+(benchmarks/make_deform_golden.py) test both against torchvision's outputs and gradients.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geobench.errors import UsageError
 
-__all__ = ["deform_conv2d", "DeformConv2d", "DeformableConvBlock"]
+__all__ = ["deform_conv2d", "deform_backend", "DeformConv2d", "DeformableConvBlock"]
+
+BACKENDS = ("auto", "geobench", "torchvision")
 
 IntPair = int | tuple[int, int]
 
@@ -43,33 +52,81 @@ def _shape(t: Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
 
-def _sampling_grid(
-    offset: Tensor, size: tuple[int, int], kernel: tuple[int, int],
-    stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
-    border: int,
-) -> Tensor:
-    """grid_sample grid (B·G, K, Ho·Wo, 2) holding normalised (y, x) sampling positions.
-
-    The (y, x) order is for an input transposed to (…, W, H): it lets the grid be a
-    permuted view of one fused multiply-add over the offsets in their own (dy, dx)
-    layout, instead of an interleaving copy (torch.stack on the last dim is slow on CPU).
-    """
+def _positions(
+    offset: Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+    padding: tuple[int, int], dilation: tuple[int, int],
+) -> tuple[Tensor, Tensor]:
+    """Pixel coordinates (y, x) of every sample: each (B, G, K, Ho, Wo)."""
     b, _, ho, wo = offset.shape
-    (h, w), (kh, kw), k = size, kernel, kernel[0] * kernel[1]
+    (kh, kw), k = kernel, kernel[0] * kernel[1]
     off = offset.reshape(b, -1, k, 2, ho, wo)  # (B, G, K, [dy, dx], Ho, Wo)
     dev, dt = offset.device, offset.dtype
-    # align_corners=True maps -1 / +1 onto the first / last pixel centre.
-    sy, sx = 2.0 / (h + 2 * border - 1), 2.0 / (w + 2 * border - 1)
     tap_y = (torch.arange(kh, device=dev, dtype=dt) * dilation[0]).repeat_interleave(kw)
     tap_x = (torch.arange(kw, device=dev, dtype=dt) * dilation[1]).repeat(kh)
-    pos_y = torch.arange(ho, device=dev, dtype=dt) * stride[0] - padding[0] + border
-    pos_x = torch.arange(wo, device=dev, dtype=dt) * stride[1] - padding[1] + border
-    base_y = ((tap_y[:, None, None] + pos_y[None, :, None]) * sy - 1.0).expand(k, ho, wo)
-    base_x = ((tap_x[:, None, None] + pos_x[None, None, :]) * sx - 1.0).expand(k, ho, wo)
-    base = torch.stack((base_y, base_x), dim=1)  # (K, 2, Ho, Wo): small, batch-free
-    scale = torch.tensor([sy, sx], device=dev, dtype=dt).view(2, 1, 1)
-    grid = torch.addcmul(base, off, scale)  # (B, G, K, 2, Ho, Wo)
-    return grid.view(-1, k, 2, ho * wo).transpose(2, 3)
+    pos_y = torch.arange(ho, device=dev, dtype=dt) * stride[0] - padding[0]
+    pos_x = torch.arange(wo, device=dev, dtype=dt) * stride[1] - padding[1]
+    base_y = tap_y[:, None, None] + pos_y[None, :, None]  # (K, Ho, 1): exact integers
+    base_x = tap_x[:, None, None] + pos_x[None, None, :]  # (K, 1, Wo)
+    return off[:, :, :, 0] + base_y, off[:, :, :, 1] + base_x
+
+
+def _sample(x: Tensor, y: Tensor, xs: Tensor, scale: Tensor | None = None) -> Tensor:
+    """Bilinear samples of x (B·G, Cg, H, W) at (y, xs) (B·G, L): (B·G, Cg, L).
+
+    scale (B·G, 1, L) multiplies every sample (the DCNv2 mask), folded into the tap weights.
+    The four taps are gathered at once; floor() and the validity masks carry no
+    gradient, so d/dy is the right-hand difference at whole pixels.
+    """
+    bg, cg, h, w = x.shape
+    y0, x0 = torch.floor(y), torch.floor(xs)
+    ly, lx = y - y0, xs - x0
+    y0, x0 = y0.long(), x0.long()
+    rows = torch.stack((y0, y0, y0 + 1, y0 + 1), dim=1)  # (BG, 4, L): nw, ne, sw, se
+    cols = torch.stack((x0, x0 + 1, x0, x0 + 1), dim=1)
+    wy = torch.stack((1 - ly, 1 - ly, ly, ly), dim=1)
+    wx = torch.stack((1 - lx, lx, 1 - lx, lx), dim=1)
+    valid = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    weights = wy * wx * valid.to(x.dtype)  # (BG, 4, L)
+    if scale is not None:
+        weights = weights * scale
+    index = torch.where(valid, rows * w + cols, torch.zeros_like(rows)).view(bg, 1, -1)
+    taps = torch.gather(x.reshape(bg, cg, h * w), 2, index.expand(bg, cg, index.shape[-1]))
+    return (taps.view(bg, cg, 4, -1) * weights.unsqueeze(1)).sum(dim=2)
+
+
+_TORCHVISION: dict[str, Callable[..., Tensor] | None] = {}  # per device type, checked once
+
+
+def _self_check(op: Callable[..., Tensor], device: str) -> bool:
+    """torchvision's op runs on `device` and agrees with the fallback on a small case."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2, 5, 6, generator=g, dtype=torch.float64)
+    off = torch.randn(1, 18, 5, 6, generator=g, dtype=torch.float64) * 1.5
+    mask = torch.rand(1, 9, 5, 6, generator=g, dtype=torch.float64)
+    w = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64)
+    want = _fallback(x, off, w, None, (1, 1), (1, 1), (1, 1), mask)
+    got = op(x.to(device), off.to(device), w.to(device), None, (1, 1), (1, 1), (1, 1), mask.to(device))
+    return bool(torch.allclose(got.cpu(), want, atol=1e-9))
+
+
+def _torchvision_op(device_type: str) -> Callable[..., Tensor] | None:
+    if device_type not in _TORCHVISION:
+        op = None
+        try:
+            from torchvision.ops import deform_conv2d as tv_op
+
+            op = tv_op if _self_check(tv_op, device_type) else None
+        # A torchvision built for another torch fails in many ways (ImportError, missing
+        # operator RuntimeError, no kernel for the device): any of them means "use ours".
+        except Exception:  # noqa: BLE001
+            op = None
+        _TORCHVISION[device_type] = op
+    return _TORCHVISION[device_type]
+
+
+def deform_backend(device: str | torch.device = "cpu") -> str:
+    """Which kernel `deform_conv2d(backend="auto")` runs on `device`: torchvision or geobench."""
+    return "torchvision" if _torchvision_op(torch.device(device).type) is not None else "geobench"
 
 
 def deform_conv2d(
@@ -81,10 +138,34 @@ def deform_conv2d(
     padding: IntPair = 0,
     dilation: IntPair = 1,
     mask: Tensor | None = None,
+    backend: str = "auto",
 ) -> Tensor:
-    """Deformable convolution (v1; v2 when `mask` is given), torchvision's semantics."""
+    """Deformable convolution (v1; v2 when `mask` is given), torchvision's semantics.
+
+    backend: "auto" (torchvision's kernel when it works here, else ours), "geobench"
+    (always ours) or "torchvision" (refuse to run without it).
+    """
     stride_, padding_ = _pair(stride, "stride"), _pair(padding, "padding")
     dilation_ = _pair(dilation, "dilation")
+    _check(input, offset, weight, stride_, padding_, dilation_, mask)
+    if backend not in BACKENDS:
+        raise UsageError(f"deform_conv2d: backend must be one of {' | '.join(BACKENDS)}, got {backend!r}")
+    op = None if backend == "geobench" else _torchvision_op(input.device.type)
+    if op is None and backend == "torchvision":
+        raise UsageError(
+            f"deform_conv2d: torchvision.ops.deform_conv2d is not importable or not working on "
+            f"{input.device.type} here; install the torchvision built for torch {torch.__version__} "
+            f"or use backend='auto'"
+        )
+    if op is not None:
+        return op(input, offset.to(input.dtype), weight, bias, stride_, padding_, dilation_,
+                  None if mask is None else mask.to(input.dtype))
+    return _fallback(input, offset, weight, bias, stride_, padding_, dilation_, mask)
+
+
+def _check(input: Tensor, offset: Tensor, weight: Tensor, stride: tuple[int, int],
+           padding: tuple[int, int], dilation: tuple[int, int], mask: Tensor | None) -> None:
+    """One-line errors for shapes torchvision would reject with a C++ assertion."""
     if input.dim() != 4 or offset.dim() != 4 or weight.dim() != 4:
         raise UsageError(
             f"deform_conv2d: input, offset and weight must be 4-D, got {_shape(input)}, "
@@ -93,8 +174,8 @@ def deform_conv2d(
     b, c, h, w = input.shape
     c_out, c_per_group, kh, kw = weight.shape
     k = kh * kw
-    ho = (h + 2 * padding_[0] - dilation_[0] * (kh - 1) - 1) // stride_[0] + 1
-    wo = (w + 2 * padding_[1] - dilation_[1] * (kw - 1) - 1) // stride_[1] + 1
+    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     if ho <= 0 or wo <= 0:
         raise UsageError(f"deform_conv2d: input {_shape(input)} is too small for kernel {kh}x{kw}")
     if c_per_group == 0 or c % c_per_group or c_out % (c // c_per_group):
@@ -102,7 +183,6 @@ def deform_conv2d(
             f"deform_conv2d: weight {_shape(weight)} does not fit {c} input channels "
             "(in_channels must be groups × weight.shape[1] and out_channels divisible by groups)"
         )
-    groups = c // c_per_group
     n_off = offset.shape[1] // (2 * k)
     if (offset.shape[0] != b or n_off == 0 or offset.shape[1] != 2 * n_off * k
             or c % n_off or tuple(offset.shape[2:]) != (ho, wo)):
@@ -114,18 +194,21 @@ def deform_conv2d(
         raise UsageError(
             f"deform_conv2d: mask must be ({b}, {n_off * k}, {ho}, {wo}), got {_shape(mask)}"
         )
-    # A zero border keeps 1-pixel-wide inputs representable with align_corners=True and
-    # changes nothing else: every tap outside the image contributes zero either way.
-    border = 1 if min(h, w) < 2 else 0
-    x = F.pad(input, (border,) * 4) if border else input
-    grid = _sampling_grid(
-        offset.to(input.dtype), (h, w), (kh, kw), stride_, padding_, dilation_, border
-    )
-    x = x.reshape(b * n_off, c // n_off, h + 2 * border, w + 2 * border).transpose(2, 3)
-    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    cols = cols.view(b, n_off, c // n_off, k, ho, wo)  # from (B·G, C/G, K, Ho·Wo)
-    if mask is not None:
-        cols = cols * mask.to(input.dtype).reshape(b, n_off, 1, k, ho, wo)
+
+
+def _fallback(input: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | None,
+              stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+              mask: Tensor | None) -> Tensor:
+    """The plain-PyTorch deformable convolution (arguments already checked)."""
+    b, c, h, w = input.shape
+    c_out, c_per_group, kh, kw = weight.shape
+    k, groups = kh * kw, c // c_per_group
+    n_off = offset.shape[1] // (2 * k)
+    ho, wo = offset.shape[-2:]
+    y, x = _positions(offset.to(input.dtype), (kh, kw), stride, padding, dilation)
+    scale = None if mask is None else mask.to(input.dtype).reshape(b * n_off, 1, -1)
+    cols = _sample(input.reshape(b * n_off, c // n_off, h, w), y.reshape(b * n_off, -1),
+                   x.reshape(b * n_off, -1), scale)  # (B·G, C/G, K·Ho·Wo)
     cols = cols.reshape(b, groups, c_per_group * k, ho * wo)
     out = torch.matmul(weight.reshape(groups, c_out // groups, c_per_group * k), cols)
     out = out.reshape(b, c_out, ho, wo)

@@ -28,6 +28,8 @@ class ModelCard:
     presets: named overrides of the factory's keyword arguments and of input_size /
       recipe, e.g. {"tiny": {"kwargs": {...}, "input_size": {...}, "recipe": {...}}}.
     params_m: expected parameter count in millions (checked by the tests within 2%).
+    rerank: `geobench eval` re-orders each query's global-search shortlist of this many
+      references with the model's pair score (pair-dependent models); 0 = off.
     """
 
     paper: str
@@ -43,6 +45,7 @@ class ModelCard:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     params_m: float | None = None
     notes: str = ""
+    rerank: int = 0
 
 
 MODELS: Registry[Callable[..., Any]] = Registry("model", "geobench models")

@@ -25,8 +25,9 @@ from geobench.models.registry import ModelCard
 _BACKBONES: dict[str, Callable[..., Backbone]] = {
     "resnet50": lambda n, **kw: ResNet((3, 4, 6, 3), num_stages=n, **kw),
     "resnet_micro": lambda n, **kw: ResNet((1, 1, 1, 1), num_stages=n, **kw),
-    "vgg16": lambda n, **kw: VGGFeatures(VGG16_BLOCKS, num_stages=n, final_pool=False, **kw),
-    "vgg_micro": lambda n, **kw: VGGFeatures(((8,), (16,), (32,), (32,), (64,)), num_stages=n, final_pool=False, **kw),
+    "vgg16": lambda n, **kw: VGGFeatures(VGG16_BLOCKS, num_stages=n, **{"final_pool": False, **kw}),
+    "vgg_micro": lambda n, **kw: VGGFeatures(((8,), (16,), (32,), (32,), (64,)), num_stages=n,
+                                             **{"final_pool": False, **kw}),
     "convnext_t": lambda n, **kw: ConvNeXt(*CONVNEXT_T, num_stages=n, **kw),
     "convnext_b": lambda n, **kw: ConvNeXt(*CONVNEXT_B, num_stages=n, **kw),
     "convnext_micro": lambda n, **kw: ConvNeXt((1, 1, 1, 1), (16, 32, 48, 64), num_stages=n, **kw),

@@ -59,12 +59,13 @@ MCGRA_CARD = ModelCard(
     query_view="ground",
     reference_view="polar",
     recipe={
-        "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0},
+        "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0, "distance": "euclidean"},
         "optimizer": "adam", "lr": 1e-5, "weight_decay": 1e-4,
         "schedule": {"name": "multistep", "milestones": [30, 50], "gamma": 0.1},
         "batch_size": 8, "epochs": 60, "amp": False,
-        "provenance": "[B] Adam 1e-5 / 1e-6 after 30 / 1e-7 after 50 epochs, wd 1e-4, batch 8, γ=10, "
-        "all 2B(B-1) triplets; total epochs not given [A: 60]",
+        "provenance": "[B] Adam 1e-5 / 1e-6 after 30 / 1e-7 after 50 epochs, wd 1e-4, batch 8, γ=10 on "
+        "Euclidean distances (paper §3.4; no official code found; SAFA's squared distance is "
+        "loss_args distance=squared), all 2B(B-1) triplets; total epochs not given [A: 60]",
     },
     presets={"tiny": {
         "kwargs": {"backbone": "resnet_micro", "mixvpr_dim": 64, "mix_depth": 1, "out_rows": 2},
@@ -203,16 +204,19 @@ SAFA_CARD = ModelCard(
         "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0},
         "optimizer": "adam", "lr": 1e-5, "batch_size": 32, "epochs": 100,
         "schedule": {"name": "constant"}, "amp": False,
-        "provenance": "[R] weighted soft-margin triplet γ=10; [M] Adam 1e-5, batch 32, 100 epochs (unverified)",
+        "provenance": "[R] official train_cvusa.py: weighted soft-margin triplet γ=10 on squared "
+        "distances, Adam 1e-5, batch 32, 100 epochs, dropout keep 0.8",
     },
     presets={"tiny": {
         "kwargs": {"backbone": "vgg_micro", "heads": 4},
         "input_size": {"ground": TINY_PANO, "polar": TINY_PANO},
-        "recipe": TINY_RECIPE, "params_m": 0.101,
+        "recipe": TINY_RECIPE, "params_m": 0.070,
     }},
-    params_m=30.568,
-    notes="torchvision VGG-16 features without pool5 (stride 16: 7x38 maps at 112x616), so 30.57 M "
-    "params; the TF original reaches 4x20 maps (29.5 M published) through its own conv5 strides.",
+    params_m=29.534,
+    notes="As the official TensorFlow code: VGG-16 with 2x2 'SAME' max pools (odd sizes round up) "
+    "and one more after conv5_3, so 4x20 maps (N = 80) at 112x616; dropout 0.2 (keep 0.8) after "
+    "conv4_1-conv5_3; channel mean pooling; 29,533,696 params (2 x (14,714,688 + 52,160)). "
+    "pooling='max', pool5=False, dropout=0 give geobench's earlier variant (channel max, 7x39 maps).",
 )
 
 
@@ -222,13 +226,17 @@ def safa(
     backbone: str = "vgg16",
     heads: int = 8,
     share_weights: bool = False,
+    pooling: str = "mean",
+    pool5: bool = True,
+    dropout: float = 0.2,
 ) -> TowerModel:
+    """pooling='mean' | 'max' over channels; pool5 keeps VGG's last max pool; dropout on conv4-5."""
     sizes = _sizes(SAFA_CARD, input_size)
 
     def make(size: Size) -> Tower:
-        bb = make_backbone(backbone, 5)
+        bb = make_backbone(backbone, 5, final_pool=pool5, same_pool=True, dropout=dropout)
         c, h, w = feature_shape(bb, *size)
-        return Tower(bb, None, SAFA(c, h, w, heads))
+        return Tower(bb, None, SAFA(c, h, w, heads, pooling))
 
     if share_weights:
         require_same_size("safa", {k: sizes[k] for k in ("query", "reference")})
@@ -347,12 +355,13 @@ ASAVG_CARD = ModelCard(
     query_view="perspective",
     reference_view="ground",
     recipe={
-        "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0},
+        "loss": "soft_margin_triplet", "loss_args": {"gamma": 10.0, "distance": "euclidean"},
         "optimizer": "adam", "lr": 1e-5, "weight_decay": 1e-4,
         "schedule": {"name": "multistep", "milestones": [30, 50], "gamma": 0.1},
         "batch_size": 8, "epochs": 60, "amp": False, "pairwise_training": True,
-        "provenance": "[B] weighted soft-margin triplet on aligned crops; optimiser/schedule/batch not given "
-        "[A: MC_GRA's, same institute]",
+        "provenance": "[B] weighted soft-margin triplet on Euclidean distances (§3.5; no official code "
+        "found) between each query and every panorama cropped at its best-aligned window for that query "
+        "(pairwise_training); optimiser/schedule/batch not given [A: MC_GRA's, same institute]",
     },
     presets={"tiny": {
         "kwargs": {"backbone": "lsknet_micro", "mixvpr_dim": 32, "mix_depth": 1, "out_rows": 2},
@@ -360,9 +369,12 @@ ASAVG_CARD = ModelCard(
         "recipe": TINY_RECIPE, "params_m": 0.035,
     }},
     params_m=6.840,
+    rerank=50,
     notes="[A] (arguments): LSKNet-S shared by both views, stage-3 maps into ASA (paper: stage 3), Sobel "
     "kernels, per-location L2-normalised correlation, MixVPR 1024 x 4 rows, panorama 6x the query width "
-    "(60° FOV). embed(panorama) is a shortlist descriptor; use pairwise_score / rerank for exact scores.",
+    "(60° FOV). embed(panorama) is a shortlist descriptor: `geobench eval` re-ranks a global-search "
+    "shortlist of K=50 [A: the paper does not describe inference] with the aligned pair score "
+    "(--rerank K, --rerank 0 for the shortlist descriptor alone).",
 )
 
 

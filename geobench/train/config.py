@@ -83,6 +83,9 @@ class TrainConfig:
     eval_protocol: str | None = None
     eval_batch_size: int = 32
     sampling: str = "unique"
+    # The loss receives the model's (B, B) pair scores (model.similarity_matrix) instead of
+    # two descriptor batches: ASA-VG aligns every panorama to every query of the batch.
+    pairwise_training: bool = False
     gps_neighbours: int = 0
     similarity_every: int = 1   # gps_similarity: epochs between refreshes of the similarity table
     similarity_range: int = 0   # gps_similarity: hardest candidates per anchor (0: 2 x neighbours)

@@ -81,7 +81,7 @@ class _Run:
     def __init__(self, cfg: TrainConfig, ctx: dist.DistContext) -> None:
         import torch
 
-        from geobench.losses import build_loss
+        from geobench.losses import build_loss, takes_similarity
         from geobench.prepared import read_prepared
         from geobench.train import cards
         from geobench.train.batching import LabelledPairs, PlaceBatchSampler, loss_options
@@ -140,6 +140,11 @@ class _Run:
             # or a resumed run would diverge from an uninterrupted one.
             generator=torch.Generator())
         self.model.to(self.device)
+        if cfg.pairwise_training and not takes_similarity(self.loss_fn):
+            raise UsageError(f"loss {cfg.loss!r} compares images of one view with each other, so it "
+                             f"cannot train on the pair scores pairwise_training uses; choose "
+                             f"soft_margin_triplet, semi_soft_tri_hard or infonce, or set "
+                             f"pairwise_training: false in --config")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.params += [p for p in self.loss_fn.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(cfg, self.params)
@@ -269,14 +274,21 @@ class _Run:
 
         q_img = q_img.to(self.device, non_blocking=True)
         r_img = r_img.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            q, r = self.net(q_img, r_img)
-        if self.ctx.enabled:
-            q, r = dist.gather_with_grad(q), dist.gather_with_grad(r)
-            if labels is not None:
-                labels = dist.gather_rows(labels.to(self.device), self.ctx)
-        extra = {} if labels is None else {"labels": labels.to(self.device)}
-        loss = self.loss_fn(q.float(), r.float(), **extra)
+        if self.cfg.pairwise_training:
+            # Pair scores need both images of a pair on one rank, so under DDP each rank's
+            # negatives are its own batch (the descriptor path gathers all ranks instead).
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                sim = self.net(q_img, r_img, matrix=True)
+            loss = self.loss_fn.from_similarity(sim.float())
+        else:
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                q, r = self.net(q_img, r_img)
+            if self.ctx.enabled:
+                q, r = dist.gather_with_grad(q), dist.gather_with_grad(r)
+                if labels is not None:
+                    labels = dist.gather_rows(labels.to(self.device), self.ctx)
+            extra = {} if labels is None else {"labels": labels.to(self.device)}
+            loss = self.loss_fn(q.float(), r.float(), **extra)
         value = float(loss.item())
         if not math.isfinite(value):
             self._nan(value)

@@ -14,25 +14,37 @@ VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 51
 
 class VGGFeatures(Backbone):
     """`num_stages` conv blocks; `final_pool=False` drops the last block's max pool
-    (halving the output stride, as CVGL models do to keep spatial detail)."""
+    (halving the output stride, as CVGL models do to keep spatial detail).
+
+    `same_pool=True` pools odd sizes like TensorFlow's 2×2 "SAME" max pool (the last
+    row/column forms a window of its own: ceil(n/2)), as SAFA's TensorFlow VGG does.
+    `dropout` > 0 drops activations after every conv ReLU from stage `dropout_from`
+    (0-based) on (SAFA: p = 0.2 on conv4_1–conv5_3). It is applied in `run_stage`, not
+    as layers, so `features.N` keeps torchvision's indices and its weights load unchanged.
+    """
 
     def __init__(
         self, blocks: tuple[tuple[int, ...], ...] = VGG16_BLOCKS,
-        num_stages: int = 5, final_pool: bool = True,
+        num_stages: int = 5, final_pool: bool = True, same_pool: bool = False,
+        dropout: float = 0.0, dropout_from: int = 3,
     ) -> None:
         super().__init__()
         check_stages("VGG", num_stages, len(blocks))
         layers: list[nn.Module] = []
         self._bounds: list[tuple[int, int]] = []
+        self._dropped: set[int] = set()  # indices of the ReLUs followed by dropout
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
         c_in, strides = 3, []
         for i, block in enumerate(blocks[:num_stages]):
             start = len(layers)
             for c_out in block:
                 layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True)]
+                if i >= dropout_from:
+                    self._dropped.add(len(layers) - 1)
                 c_in = c_out
             last = i == num_stages - 1
             if final_pool or not last:
-                layers.append(nn.MaxPool2d(2, 2))
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=same_pool))
             self._bounds.append((start, len(layers)))
             strides.append(2 ** (i + 1) if final_pool or not last else 2**i)
         self.features = nn.Sequential(*layers)
@@ -56,6 +68,8 @@ class VGGFeatures(Backbone):
         start, stop = self._bounds[index]
         for j in range(start, stop):
             x = self.features[j](x)
+            if self.dropout is not None and j in self._dropped:
+                x = self.dropout(x)
         return x
 
 
