@@ -534,6 +534,10 @@ def eval_cmd(
     ties: Annotated[str, typer.Option(
         help="Tied scores: expected (the mean over all orderings, McSherry & Najork 2008), "
              "optimistic or pessimistic.")] = "expected",
+    rerank: Annotated[Optional[int], typer.Option(
+        help="Re-order each query's global top K by the model's pair score (pair-dependent "
+             "models: asavg); ranks beyond K stay those of the global search. 0: off. "
+             "[default: the model card's, asavg 50]")] = None,
     model: Annotated[Optional[str], typer.Option(
         help="Evaluate this registered model as loaded from --weights/--pretrained (no RUN).")
     ] = None,
@@ -560,7 +564,8 @@ def eval_cmd(
     from geobench.eval.ties import check_policy
 
     parse_search(search)  # a bad --search fails before any work
-    approx = dict(search=search, nprobe=nprobe, ef_search=ef_search, exact_sample=exact_sample)
+    approx = dict(search=search, nprobe=nprobe, ef_search=ef_search, exact_sample=exact_sample,
+                  rerank=rerank)
     check_policy(ties)
     from geobench.train.runeval import resolve_device
 

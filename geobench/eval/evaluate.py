@@ -22,6 +22,8 @@ from geobench.eval.features import descriptor_bytes, read_features
 from geobench.eval.plan import SearchOptions, pair_scores
 from geobench.eval.protocols import Protocol, get_protocol, one_percent_k
 from geobench.eval.records import EvalResult, Provenance
+from geobench.eval.rerank import LABEL as RERANK_LABEL
+from geobench.eval.rerank import PairScorer, check_rerank, rerank_result
 from geobench.eval.results import write_results
 from geobench.eval.search import search
 from geobench.fileio import sha256_file
@@ -51,6 +53,9 @@ class EvalOptions:
     ef_search: int | None = None     # faiss HNSW search breadth
     exact_sample: int = 1000         # queries also searched exactly to measure the loss
     ties: str = "expected"  # expected | optimistic | pessimistic (geobench.eval.ties)
+    # Re-order each query's global top-K by the model's pair score (geobench.eval.rerank);
+    # None: the model card's default where a model is evaluated, else off.
+    rerank: int | None = None
 
     def search_options(self) -> SearchOptions:
         return SearchOptions(self.memory_bytes, self.backend, self.device,
@@ -89,11 +94,13 @@ def parse_memory(text: str) -> int:
 def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
              protocol: str | Protocol = "pairs", options: EvalOptions = EvalOptions(), *,
              semi_positives: CSR | None = None, query_latlon: np.ndarray | None = None,
-             reference_latlon: np.ndarray | None = None) -> EvalResult:
+             reference_latlon: np.ndarray | None = None,
+             reranker: PairScorer | None = None) -> EvalResult:
     """Exact chunked search and every metric of `protocol`.
 
     query (Nq, D), reference (Nr, D): float32 or float16, L2-normalised; positives /
     semi_positives: reference row numbers per query; latlon: (N, 2) degrees.
+    reranker: the model's pair score, used when options.rerank > 0 (geobench.eval.rerank).
     """
     proto = get_protocol(protocol)
     policy = T.check_policy(options.ties)
@@ -111,6 +118,8 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
     k_search = max(options.save_topk, 1 if want_error else 0)
     k1 = one_percent_k(nr, proto.one_percent_rule)
     factory = parse_search(options.search)
+    rerank_k = _rerank_k(options, proto, reranker, factory is not None, nr)
+    k_search = max(k_search, rerank_k)
     start = time.perf_counter()
     if factory is None:
         res = search(query, reference, positives, k=k_search, all_positives=proto.ap,
@@ -123,6 +132,8 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
         k_rank = max(max(ks), k1, k_search, M.curve_k_max(nr, k1))
         res = approximate_search(query, reference, positives, k=k_rank, keep=k_search,
                                  options=approx, memory_bytes=options.memory_bytes)
+    if rerank_k:
+        res = rerank_result(res, query, reference, rerank_k, reranker)  # type: ignore[arg-type]
     ranks, t, p = res.ranks, res.tied_nonpositives, res.tied_positives
     counted = t is not None
     if not counted:  # approximate search: the index order has decided ties
@@ -169,6 +180,11 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
                                   seconds, options.memory_bytes))
         notes.append(f"approximate search ({approx.label}): ranks come from the top "
                      f"{min(k_rank, nr)} of the index; positives beyond count as misses")
+    if rerank_k:
+        values["rerank_k"] = rerank_k
+        values["rerank"] = RERANK_LABEL  # type: ignore[assignment]
+        notes.append(f"re-ranked the global top {rerank_k} of every query with the model's pair "
+                     f"score; ranks beyond {rerank_k} come from the global search")
     keep = options.save_topk
     return EvalResult(proto, nq, nr, ranks, k1, curve_k, curve_recall, values, per_query,
                       res.topk_indices[:, :keep], res.topk_scores[:, :keep], res.plan, seconds,
@@ -179,6 +195,22 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
 
 
 evaluate_arrays = evaluate  # the name used in the team's interface notes
+
+
+def _rerank_k(options: EvalOptions, proto: Protocol, reranker: PairScorer | None,
+              approximate: bool, nr: int) -> int:
+    """The shortlist size to re-rank (0: off), or a one-line error for what cannot be."""
+    k = options.rerank or 0
+    check_rerank(k, proto.name, proto.ap, proto.hit_rate)
+    if not k:
+        return 0
+    if reranker is None:
+        raise UsageError("--rerank scores image pairs with the model, but a features file holds "
+                         "descriptors only: evaluate the run (geobench eval RUN --data DS) or "
+                         "pass --rerank 0")
+    if approximate:
+        raise UsageError("--rerank re-orders an exact shortlist; use --search exact or --rerank 0")
+    return min(k, nr)
 
 
 def _semi_above(query: np.ndarray, reference: np.ndarray, positives: CSR,
@@ -213,23 +245,25 @@ class EvalSummary:
 
 def evaluate_features(features_h5: str | Path, out_dir: str | Path,
                       options: EvalOptions = EvalOptions(),
-                      provenance: Provenance | None = None) -> EvalSummary:
+                      provenance: Provenance | None = None,
+                      reranker: PairScorer | None = None) -> EvalSummary:
     """`geobench eval --features F.h5 --out DIR`: read, evaluate, write results.h5 + metrics.csv."""
     # Descriptors larger than the memory budget stay on disk and are read block by block.
     stream = descriptor_bytes(features_h5) > options.memory_bytes
     feats = read_features(features_h5, normalise=options.normalise, stream=stream)
     try:
-        return _evaluate_read(feats, features_h5, out_dir, options, provenance)
+        return _evaluate_read(feats, features_h5, out_dir, options, provenance, reranker)
     finally:
         feats.close()
 
 
 def _evaluate_read(feats: Any, features_h5: str | Path, out_dir: str | Path,
-                   options: EvalOptions, provenance: Provenance | None) -> EvalSummary:
+                   options: EvalOptions, provenance: Provenance | None,
+                   reranker: PairScorer | None = None) -> EvalSummary:
     protocol = options.protocol or str(feats.attrs.get("protocol") or "pairs")
     result = evaluate(feats.query, feats.reference, feats.positives, protocol, options,
                       semi_positives=feats.semi_positives, query_latlon=feats.query_latlon,
-                      reference_latlon=feats.reference_latlon)
+                      reference_latlon=feats.reference_latlon, reranker=reranker)
     if feats.streamed:
         result.notes.append(f"{features_h5}: descriptors larger than --memory were streamed "
                             f"from disk block by block")

@@ -133,6 +133,10 @@ class ASAVGModel(GeoModel):
         d = self._describe(crops).view(nq, np_, -1)
         return torch.einsum("ijd,id->ij", d, self._describe(fq))
 
+    def describe_maps(self, q_feats: torch.Tensor) -> torch.Tensor:
+        """Descriptors of query maps from `features` (score_pairs' q_desc)."""
+        return self._describe(q_feats)
+
     def score_pairs(self, q_feats: torch.Tensor, r_feats: torch.Tensor,
                     q_desc: torch.Tensor | None = None) -> torch.Tensor:
         """Aligned score of row-matched pairs (query map i, panorama map i): (P,).

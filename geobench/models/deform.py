@@ -17,10 +17,13 @@ two unchanged:
   predictors are zero-initialised.
 
 `deform_conv2d` runs torchvision's kernel (CPU and CUDA) when `torchvision.ops` imports
-and passes a small self-check on that device type; otherwise the fallback here, which
-works in pixel coordinates (a grid_sample formulation rounds whole pixels to either
-side) and gathers the four taps of every sample at once, then one batched matmul. Its
-memory is 4·K times the input, fine for the small maps this is used on (MC_GRA).
+and passes a small self-check on that device type; otherwise the fallback here: one
+`grid_sample(align_corners=True, padding_mode="zeros")` over the input zero-padded to
+2^a + 1 rows and columns (which keeps whole-pixel samples exact, see `_sampling_grid`),
+then one batched matmul; no Python loops over pixels. Its memory is K times the sampled
+input, fine for the small maps this is used on (MC_GRA). On CUDA, grid_sample's backward
+accumulates with atomics, so gradients are not bitwise deterministic unless
+torch.use_deterministic_algorithms(True) is set.
 `backend=` forces one path ("geobench" or "torchvision"); the golden fixtures
 (benchmarks/make_deform_golden.py) test both against torchvision's outputs and gradients.
 """
@@ -30,6 +33,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geobench.errors import UsageError
@@ -52,46 +56,41 @@ def _shape(t: Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
 
-def _positions(
-    offset: Tensor, kernel: tuple[int, int], stride: tuple[int, int],
-    padding: tuple[int, int], dilation: tuple[int, int],
-) -> tuple[Tensor, Tensor]:
-    """Pixel coordinates (y, x) of every sample: each (B, G, K, Ho, Wo)."""
+def _grid_extent(n: int) -> int:
+    """Smallest 2^a + 1 >= max(n, 2): the padded size whose grid step 2 / (2^a) is exact."""
+    return (1 << max(0, (max(n, 2) - 2).bit_length())) + 1
+
+
+def _sampling_grid(
+    offset: Tensor, extent: tuple[int, int], kernel: tuple[int, int],
+    stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+) -> Tensor:
+    """grid_sample grid (B·G, K, Ho·Wo, 2) holding normalised (y, x) sampling positions.
+
+    `extent` (H', W') is the zero-padded input, each 2^a + 1, so the normalising step
+    2 / (2^a) is a power of two: pixel -> grid -> pixel is then exact for whole pixels,
+    grid_sample floors them onto themselves and its offset gradient is the right-hand
+    derivative (with an arbitrary size, rounding puts some a hair below the pixel).
+    The (y, x) order is for an input transposed to (…, W, H): it lets the grid be a
+    permuted view of one fused multiply-add over the offsets in their own (dy, dx)
+    layout, instead of an interleaving copy (torch.stack on the last dim is slow on CPU).
+    """
     b, _, ho, wo = offset.shape
-    (kh, kw), k = kernel, kernel[0] * kernel[1]
+    (hp, wp), (kh, kw), k = extent, kernel, kernel[0] * kernel[1]
     off = offset.reshape(b, -1, k, 2, ho, wo)  # (B, G, K, [dy, dx], Ho, Wo)
     dev, dt = offset.device, offset.dtype
+    # align_corners=True maps -1 / +1 onto the first / last pixel centre.
+    sy, sx = 2.0 / (hp - 1), 2.0 / (wp - 1)
     tap_y = (torch.arange(kh, device=dev, dtype=dt) * dilation[0]).repeat_interleave(kw)
     tap_x = (torch.arange(kw, device=dev, dtype=dt) * dilation[1]).repeat(kh)
     pos_y = torch.arange(ho, device=dev, dtype=dt) * stride[0] - padding[0]
     pos_x = torch.arange(wo, device=dev, dtype=dt) * stride[1] - padding[1]
-    base_y = tap_y[:, None, None] + pos_y[None, :, None]  # (K, Ho, 1): exact integers
-    base_x = tap_x[:, None, None] + pos_x[None, None, :]  # (K, 1, Wo)
-    return off[:, :, :, 0] + base_y, off[:, :, :, 1] + base_x
-
-
-def _sample(x: Tensor, y: Tensor, xs: Tensor, scale: Tensor | None = None) -> Tensor:
-    """Bilinear samples of x (B·G, Cg, H, W) at (y, xs) (B·G, L): (B·G, Cg, L).
-
-    scale (B·G, 1, L) multiplies every sample (the DCNv2 mask), folded into the tap weights.
-    The four taps are gathered at once; floor() and the validity masks carry no
-    gradient, so d/dy is the right-hand difference at whole pixels.
-    """
-    bg, cg, h, w = x.shape
-    y0, x0 = torch.floor(y), torch.floor(xs)
-    ly, lx = y - y0, xs - x0
-    y0, x0 = y0.long(), x0.long()
-    rows = torch.stack((y0, y0, y0 + 1, y0 + 1), dim=1)  # (BG, 4, L): nw, ne, sw, se
-    cols = torch.stack((x0, x0 + 1, x0, x0 + 1), dim=1)
-    wy = torch.stack((1 - ly, 1 - ly, ly, ly), dim=1)
-    wx = torch.stack((1 - lx, lx, 1 - lx, lx), dim=1)
-    valid = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    weights = wy * wx * valid.to(x.dtype)  # (BG, 4, L)
-    if scale is not None:
-        weights = weights * scale
-    index = torch.where(valid, rows * w + cols, torch.zeros_like(rows)).view(bg, 1, -1)
-    taps = torch.gather(x.reshape(bg, cg, h * w), 2, index.expand(bg, cg, index.shape[-1]))
-    return (taps.view(bg, cg, 4, -1) * weights.unsqueeze(1)).sum(dim=2)
+    base_y = ((tap_y[:, None, None] + pos_y[None, :, None]) * sy - 1.0).expand(k, ho, wo)
+    base_x = ((tap_x[:, None, None] + pos_x[None, None, :]) * sx - 1.0).expand(k, ho, wo)
+    base = torch.stack((base_y, base_x), dim=1)  # (K, 2, Ho, Wo): small, batch-free
+    scale = torch.tensor([sy, sx], device=dev, dtype=dt).view(2, 1, 1)
+    grid = torch.addcmul(base, off, scale)  # (B, G, K, 2, Ho, Wo)
+    return grid.view(-1, k, 2, ho * wo).transpose(2, 3)
 
 
 _TORCHVISION: dict[str, Callable[..., Tensor] | None] = {}  # per device type, checked once
@@ -205,10 +204,15 @@ def _fallback(input: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | None
     k, groups = kh * kw, c // c_per_group
     n_off = offset.shape[1] // (2 * k)
     ho, wo = offset.shape[-2:]
-    y, x = _positions(offset.to(input.dtype), (kh, kw), stride, padding, dilation)
-    scale = None if mask is None else mask.to(input.dtype).reshape(b * n_off, 1, -1)
-    cols = _sample(input.reshape(b * n_off, c // n_off, h, w), y.reshape(b * n_off, -1),
-                   x.reshape(b * n_off, -1), scale)  # (B·G, C/G, K·Ho·Wo)
+    hp, wp = _grid_extent(h), _grid_extent(w)
+    # Zeros beyond the image read as the taps torchvision counts 0: nothing else changes.
+    x = F.pad(input, (0, wp - w, 0, hp - h)) if (hp, wp) != (h, w) else input
+    grid = _sampling_grid(offset.to(input.dtype), (hp, wp), (kh, kw), stride, padding, dilation)
+    x = x.reshape(b * n_off, c // n_off, hp, wp).transpose(2, 3)
+    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    cols = cols.view(b, n_off, c // n_off, k, ho, wo)  # from (B·G, C/G, K, Ho·Wo)
+    if mask is not None:
+        cols = cols * mask.to(input.dtype).reshape(b, n_off, 1, k, ho, wo)
     cols = cols.reshape(b, groups, c_per_group * k, ho * wo)
     out = torch.matmul(weight.reshape(groups, c_out // groups, c_per_group * k), cols)
     out = out.reshape(b, c_out, ho, wo)

@@ -208,15 +208,17 @@ SAFA_CARD = ModelCard(
         "distances, Adam 1e-5, batch 32, 100 epochs, dropout keep 0.8",
     },
     presets={"tiny": {
-        "kwargs": {"backbone": "vgg_micro", "heads": 4},
+        "kwargs": {"backbone": "vgg_micro", "heads": 4, "pool5": False},
         "input_size": {"ground": TINY_PANO, "polar": TINY_PANO},
-        "recipe": TINY_RECIPE, "params_m": 0.070,
+        "recipe": TINY_RECIPE, "params_m": 0.101,
     }},
     params_m=29.534,
     notes="As the official TensorFlow code: VGG-16 with 2x2 'SAME' max pools (odd sizes round up) "
     "and one more after conv5_3, so 4x20 maps (N = 80) at 112x616; dropout 0.2 (keep 0.8) after "
     "conv4_1-conv5_3; channel mean pooling; 29,533,696 params (2 x (14,714,688 + 52,160)). "
-    "pooling='max', pool5=False, dropout=0 give geobench's earlier variant (channel max, 7x39 maps).",
+    "pooling='max', pool5=False, dropout=0 give geobench's earlier variant (channel max, 7x39 maps). "
+    "The tiny preset (64x256 inputs, half the paper's height) drops pool5 so its map keeps the "
+    "official 4 rows (4x16).",
 )
 
 

@@ -117,21 +117,46 @@ def embed_sets(model: Any, prepared: Prepared, split: str, protocol: str | None 
     return EmbeddedSets(query, reference, sets, proto.name)
 
 
+def pair_scorer(model: Any, prepared: Prepared, split: str, protocol: str | None,
+                options: Any, **kw: Any) -> tuple[Any, Any]:
+    """(options with rerank resolved, the model's pair scorer or None).
+
+    options.rerank None takes the model card's default (ASA-VG: on); a model without a
+    pair score is then simply not re-ranked, while an explicit --rerank K refuses it.
+    """
+    from dataclasses import replace
+
+    from geobench.train.pairscore import ImagePairScorer, ImageSet, supports_pairs
+
+    k = getattr(model.card, "rerank", 0) if options.rerank is None else options.rerank
+    if options.rerank is None and not supports_pairs(model):
+        k = 0
+    if not k:
+        return replace(options, rerank=0), None
+    _, q_src, r_src, q_paths, r_paths = eval_plan(model, prepared, split, protocol)
+    scorer = ImagePairScorer(model, ImageSet(q_paths, q_src), ImageSet(r_paths, r_src),
+                             memory_bytes=options.memory_bytes, **kw)
+    return replace(options, rerank=k), scorer
+
+
 def evaluate_model(model: Any, prepared: Prepared, split: str, protocol: str | None = None, *,
                    batch_size: int = 32, device: Any = "cpu", workers: int = 0, ctx: Any = None,
                    amp: bool = False, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """The protocol's metrics for `model` on a split (rank 0; other ranks get {}).
     `details`, when given, receives the EvalResult and the EvalSets (for figures)."""
-    from geobench.eval.evaluate import evaluate
+    from geobench.eval.evaluate import EvalOptions, evaluate
 
     emb = embed_sets(model, prepared, split, protocol, batch_size=batch_size, device=device,
                      workers=workers, ctx=ctx, amp=amp)
     if ctx is not None and not ctx.is_main:
         return {}
     s = emb.sets
-    result = evaluate(emb.query, emb.reference, s.positives, emb.protocol,
+    # The card's re-ranking too (rank 0 only: the other ranks wait at their next collective).
+    options, scorer = pair_scorer(model, prepared, split, emb.protocol, EvalOptions(),
+                                  batch_size=batch_size, device=device, workers=workers, amp=amp)
+    result = evaluate(emb.query, emb.reference, s.positives, emb.protocol, options,
                       semi_positives=s.semi_positives, query_latlon=s.query_latlon,
-                      reference_latlon=s.reference_latlon)
+                      reference_latlon=s.reference_latlon, reranker=scorer)
     if details is not None:
         details.update(result=result, sets=s)
     return {"protocol": emb.protocol, **result.metrics}
@@ -254,6 +279,8 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
     path = resolve_checkpoint(run, checkpoint)
     state, digest = read_checkpoint(path)  # the hash of exactly the bytes loaded
     model = model_from_state(state, device)
+    options, scorer = pair_scorer(model, prepared, split, protocol, options, amp=amp,
+                                  batch_size=batch_size, device=device, workers=workers)
     name = prepared.name or Path(data).resolve().name
     out_dir = Path(out) if out is not None else default_eval_dir(run, data, split)
     features = out_dir / FEATURES_FILE
@@ -283,7 +310,7 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
                              "data": str(Path(data).resolve()), "device": device,
                              "amp": amp, "selected_on": (state.get("best") or {}).get("split", "")},
                       **_row_record(run, state))
-    return evaluate_features(features, out_dir, replace(options, protocol=protocol), prov)
+    return evaluate_features(features, out_dir, replace(options, protocol=protocol), prov, scorer)
 
 
 def _dtype(name: str) -> Any:
@@ -363,4 +390,6 @@ def evaluate_weights(model_name: str, data: str | Path, out: str | Path, split: 
                       extra={"data": str(Path(data).resolve())}, preset=preset or "",
                       variant=record["variant"], model_args=record["model_args_full"],
                       weights=init)
-    return evaluate_features(features, out, replace(options, protocol=protocol), prov)
+    options, scorer = pair_scorer(model, prepared, split, protocol, options,
+                                  batch_size=batch_size, device=device, workers=workers)
+    return evaluate_features(features, out, replace(options, protocol=protocol), prov, scorer)
