@@ -119,8 +119,11 @@ def apply_start(model: Any, start: Start) -> dict[str, Any]:
         if not start.backbone:
             record["note"] = "the model has no registered backbone"
         return record
+    from geobench.models.weights import read_state_dict
+
     path = start.fetched.path
-    reports = [bb.load_weights(str(path)) for bb in model.backbones()]
+    state = read_state_dict(path)  # read once for every tower
+    reports = [bb.load_weights(str(path), state=state) for bb in model.backbones()]
     record.update({"name": start.entry.name, "url": start.entry.url,
                    "sha256": start.fetched.sha256, "path": str(path),
                    "fetched": start.fetched.action, "format": start.entry.format,

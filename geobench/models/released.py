@@ -136,4 +136,4 @@ def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) 
     if not backbones:
         raise DataError(f"{path}: keys look like {_few(list(state), 3)}, which is neither "
                         f"this model's own layout nor a backbone file")
-    return _combine(path, [bb.load_weights(str(path), strict=strict) for bb in backbones])
+    return _combine(path, [bb.load_weights(str(path), strict=strict, state=state) for bb in backbones])

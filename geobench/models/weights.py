@@ -135,14 +135,16 @@ def _strip(state: dict[str, Tensor], own: set[str], prefix: str | None, path: Pa
 
 def load_weights(
     model: nn.Module, path: str | Path, strict: bool = True, prefix: str | None = None,
+    state: dict[str, Tensor] | None = None,
 ) -> LoadReport:
     """Load `path` into `model`; see the module docstring for the rules.
 
     strict: missing or unexpected keys raise DataError (else: one WeightsWarning each).
     prefix: use only keys under this prefix (e.g. "query_net."), stripped before matching.
+    state: the file's tensors when already read (one read for every tower of a model).
     """
     path = Path(path)
-    state = read_state_dict(path)
+    state = read_state_dict(path) if state is None else state
     own = model.state_dict()
     state = _strip(state, set(own), prefix, path)
     naming = None

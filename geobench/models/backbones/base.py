@@ -77,11 +77,12 @@ class Backbone(nn.Module):
         """Rename a foreign naming scheme to ours; returns (state, name of the scheme or None)."""
         return state, None
 
-    def load_weights(self, path: str, strict: bool = True, prefix: str | None = None) -> LoadReport:
+    def load_weights(self, path: str, strict: bool = True, prefix: str | None = None,
+                     state: dict[str, Tensor] | None = None) -> LoadReport:
         """Load a local weight file (see geobench.models.weights.load_weights)."""
         from geobench.models.weights import load_weights
 
-        return load_weights(self, path, strict=strict, prefix=prefix)
+        return load_weights(self, path, strict=strict, prefix=prefix, state=state)
 
 
 def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
