@@ -50,10 +50,12 @@ def make_gallery(nq: int, nr: int, dim: int, seed: int = 0, intrinsic: int = 32,
 
 def _settings(quick: bool) -> list[tuple[str, dict]]:
     lists = 256 if quick else 1024
+    # PQ training is minutes on 2 cores even on a 16 k sample: full runs only.
+    pq = [] if quick else [(f"IVF{lists},PQ32", {"nprobe": 16, "train_size": 16384})]
     return [("Flat", {}),
             (f"IVF{lists},Flat", {"nprobe": 4}),
             (f"IVF{lists},Flat", {"nprobe": 16}),
-            (f"IVF{lists},PQ32", {"nprobe": 16, "train_size": 16384}),
+            *pq,
             ("HNSW16", {"ef_search": 64})]
 
 
@@ -67,14 +69,16 @@ def run(quick: bool) -> list[dict]:
     nq, nr, dim = (500, 50_000, 256) if quick else (2000, 1_000_000, 256)
     memory = 1 << 30
     q, r, positives = make_gallery(nq, nr, dim)
-    t = time.perf_counter()
-    exact = search(q, r, positives, k=10, options=SearchOptions(memory))
-    exact_s = time.perf_counter() - t
-    exact_qps = nq / exact_s
-    exact_r1 = 100.0 * float(np.mean(exact.ranks < 1))
+    def exact_run() -> tuple[float, float]:
+        t = time.perf_counter()
+        exact = search(q, r, positives, k=10, options=SearchOptions(memory))
+        return nq / (time.perf_counter() - t), 100.0 * float(np.mean(exact.ranks < 1))
+
+    # Exact search is timed before and after the indexes (best of the two), so a load
+    # change on a shared machine does not decide the ratios alone.
+    exact_qps, exact_r1 = exact_run()
     size = f"{nq}x{nr} D={dim}"
-    rows = [make_row(STAGE, f"exact search {size}", "qps", exact_qps, None, "queries/s", None,
-                     r1=round(exact_r1, 2), note="geobench exact search, top-10 + ranks")]
+    rows = []
     for factory, params in _settings(quick):
         options = ApproxOptions(factory, params.get("nprobe"), params.get("ef_search"),
                                 params.get("train_size"))
@@ -95,6 +99,14 @@ def run(quick: bool) -> list[dict]:
         rows.append(make_row(STAGE, f"{label} {size}", "build", build_s, None, "s", None,
                              index_mb=round(_index_bytes(index) / MB, 1)))
         del index
+    exact_qps = max(exact_qps, exact_run()[0])
+    for row in rows:
+        if row["metric"] == "qps":
+            row["floor"], row["ratio"] = exact_qps, row["value"] / exact_qps
+    rows.insert(0, make_row(STAGE, f"exact search {size}", "qps", exact_qps, None, "queries/s",
+                            None, r1=round(exact_r1, 2),
+                            note="geobench exact search, top-10 + ranks; best of a run "
+                                 "before and one after the indexes"))
     return rows
 
 

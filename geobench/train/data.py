@@ -131,16 +131,67 @@ def card_size(card: Any, view: str) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def read_image(path: str) -> np.ndarray:
-    """Decode an image file to RGB uint8 (H, W, 3) with OpenCV."""
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def jpeg_size(buf: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header, or None for other or odd files."""
+    data = bytes(buf[:65536])
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker in _SOF:
+            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
+def reduced_flag(size: tuple[int, int] | None, need: tuple[int, int] | None) -> int:
+    """The cv2 imread flag decoding a JPEG at 1/2, 1/4 or 1/8 size (libjpeg's DCT
+    scaling, much cheaper than decoding in full and resizing) while every side stays at
+    least `need`; full size when no reduction fits."""
     import cv2
 
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if size is None or need is None:
+        return cv2.IMREAD_COLOR
+    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                         (2, cv2.IMREAD_REDUCED_COLOR_2)):
+        if size[0] // factor >= need[0] and size[1] // factor >= need[1]:
+            return flag
+    return cv2.IMREAD_COLOR
+
+
+def read_image(path: str, need: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode an image file to RGB uint8 (H, W, 3) with OpenCV. With `need` (the smallest
+    height and width the caller uses), large JPEGs are decoded at a reduced size."""
+    import cv2
+
+    buf = np.fromfile(path, dtype=np.uint8) if need is not None and Path(path).is_file() else None
+    if buf is not None:
+        img = cv2.imdecode(buf, reduced_flag(jpeg_size(buf), need))
+    else:
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         what = "file not found" if not Path(path).is_file() else "cannot decode the image"
         raise DataError(f"{path}: {what}; restore the file or run `geobench doctor` on the "
                         f"dataset root")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def decode_need(src: ViewSource, size: tuple[int, int]) -> tuple[int, int]:
+    """The smallest image a model view is made from: its card size, or for a polar view
+    made on the fly an aerial whose radius covers the H rows and whose rim the W columns."""
+    if src.on_the_fly_polar:
+        side = max(2 * size[0], int(np.ceil(size[1] / np.pi)))
+        return side, side
+    return size
 
 
 def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -191,8 +242,8 @@ class PairDataset:
     def __getitem__(self, key: tuple[int, int]):
         i, seed = key
         p = self.pairs
-        q = resize(read_image(p.query_paths[i]), self.qsize)
-        r = read_image(p.reference_paths[i])
+        q = resize(read_image(p.query_paths[i], self.qsize), self.qsize)
+        r = read_image(p.reference_paths[i], decode_need(p.reference, self.rsize))
         aug = PairAugment.draw(seed, self.hflip_p, self.rotate_p)
         # Polar on the fly: augment the aerial first so the transform sees the turned scene.
         rview = p.reference.index_view
@@ -217,7 +268,9 @@ class ImageDataset:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        img = to_model_view(read_image(self.paths[i]), self.src, self.size, self.paths[i])
+        path = self.paths[i]
+        img = to_model_view(read_image(path, decode_need(self.src, self.size)), self.src,
+                            self.size, path)
         return normalise(img, self.card.mean, self.card.std)
 
 

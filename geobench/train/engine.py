@@ -136,6 +136,7 @@ class _Run:
             dataset, batch_sampler=self.sampler,
             num_workers=cfg.workers, pin_memory=self.device.type == "cuda",
             worker_init_fn=worker_init, prefetch_factor=4 if cfg.workers else None,
+            persistent_workers=cfg.workers > 0,  # no worker start-up (imports, maps) per epoch
             # Its own generator: creating an iterator must not consume the global RNG,
             # or a resumed run would diverge from an uninterrupted one.
             generator=torch.Generator())
