@@ -143,3 +143,80 @@ def test_column_heading_conventions():
     assert column_heading(2, 8) == 270.0                    # W/4: west
     assert column_heading(0, 8, north="left") == 0.0
     assert column_heading(2, 8, north="left") == 90.0
+
+
+def loop_sampler(img: np.ndarray, H: int, W: int, north: str, radius: str) -> np.ndarray:
+    """The sampler written out pixel by pixel for any convention: bilinear over the four
+    neighbours, each outside the image contributing zero."""
+    import math
+
+    S = img.shape[0]
+    out = np.zeros((H, W, img.shape[2]))
+    sign = 1.0 if north == "center" else -1.0
+    for i in range(H):
+        r = S / 2 * ((H - 1 - i) if radius == "safa" else (H - i)) / H
+        for j in range(W):
+            th = 2 * math.pi * j / W
+            y, x = S / 2 + sign * r * math.cos(th), S / 2 - sign * r * math.sin(th)
+            y0, x0 = math.floor(y), math.floor(x)
+            for yy, wy in ((y0, y0 + 1 - y), (y0 + 1, y - y0)):
+                for xx, wx in ((x0, x0 + 1 - x), (x0 + 1, x - x0)):
+                    if 0 <= yy < S and 0 <= xx < S:
+                        out[i, j] += wy * wx * img[yy, xx]
+    return out
+
+
+@pytest.mark.parametrize("north, radius", [("center", "seed"), ("left", "seed"),
+                                           ("left", "safa")])
+def test_polar_numpy_equals_the_loop_on_noise_up_to_the_border(north, radius):
+    # noise, not a smooth image: a sample taken from the neighbouring row or column (a
+    # clipped index one off at the border) changes the value
+    img = np.random.default_rng(3).integers(0, 256, (16, 16, 3)).astype(np.float64)
+    got = polar_numpy(img, (6, 12), north, radius)
+    assert np.abs(got - loop_sampler(img, 6, 12, north, radius)).max() < 1e-9
+    if radius == "seed":  # rows 0 and S-... reach the border: row 0 samples row/col 0 exactly
+        col = 6 if north == "center" else 0        # theta = pi (center) or 0 (left): row 0
+        assert np.allclose(got[0, col], img[0, 8])
+
+
+def test_byte_scale_rules():
+    from geobench.geometry.polar import byte_scale
+
+    assert byte_scale(np.zeros((0, 3))).shape == (0, 3)
+    v = np.array([[2.0, 4.0], [6.0, 10.0]])
+    assert byte_scale(v).tolist() == [[0, 64], [128, 255]]   # (v-2)*255/8 + 0.5, truncated
+    assert byte_scale(np.full((2, 2), 7.3)).tolist() == [[0, 0], [0, 0]]
+    assert byte_scale(np.array([1, 2], np.uint8)).tolist() == [0, 255]
+
+
+def test_polar_folder_applies_the_stretch(tmp_path):
+    import cv2
+
+    from geobench.geometry.polar import polar_folder
+
+    img = (np.random.default_rng(0).integers(0, 40, (20, 20, 3)) + 100).astype(np.uint8)
+    (tmp_path / "src").mkdir()
+    cv2.imwrite(str(tmp_path / "src" / "a.png"), img)
+    polar_folder(tmp_path / "src", tmp_path / "out", PolarParams(size=(6, 12), stretch="minmax"))
+    got = cv2.imread(str(tmp_path / "out" / "a.png"))
+    assert np.array_equal(got, polar_transform(img, (6, 12), stretch="minmax"))
+    assert got.max() == 255 and got.min() == 0
+
+
+def test_polar_report_failure_messages(tmp_path):
+    from geobench.geometry.polar import PolarReport
+
+    def report(n):
+        failed = [(f"/x/{i}.jpg", f"/x/{i}.jpg: corrupt") for i in range(n)]
+        return PolarReport(tmp_path, PolarParams(), 3, 1, failed, {}, 0.0)
+
+    report(0).raise_for_failures()
+    assert report(2).total == 6
+    with pytest.raises(DataError) as one:
+        report(1).raise_for_failures()
+    assert str(one.value) == ("/x/0.jpg: corrupt; the other images were written, fix or remove "
+                              "the failed ones and re-run to finish")
+    with pytest.raises(DataError) as three:
+        report(3).raise_for_failures()
+    assert str(three.value).startswith(f"/x/0.jpg: corrupt (and 2 more, listed in "
+                                       f"{tmp_path / 'polar.json'}); the other images")
