@@ -220,3 +220,29 @@ def test_polar_report_failure_messages(tmp_path):
         report(3).raise_for_failures()
     assert str(three.value).startswith(f"/x/0.jpg: corrupt (and 2 more, listed in "
                                        f"{tmp_path / 'polar.json'}); the other images")
+
+
+def test_polar_json_description_of_both_conventions():
+    from geobench.geometry.polar import describe
+
+    interp = "bilinear (OpenCV remap, 1/32 px), zero outside the aerial image"
+    assert describe(PolarParams()) == {
+        "convention": "safa-code", "crop_square": False, "format": "png", "north": "center",
+        "radius": "safa", "size": [112, 616], "stretch": "none",
+        "formula": "r = (S/2)(H-1-i)/H, theta = 2 pi j / W, row = S/2 + r cos(theta), "
+                   "col = S/2 - r sin(theta); S = aerial side in pixels",
+        "heading": "heading(j) = 180 + 360 j / W (north at the centre column)",
+        "interpolation": interp, "stretch_rule": "none: grey levels as sampled"}
+    params = PolarParams(north="left", radius="seed", stretch="minmax", size=(8, 16),
+                         format="jpg", crop_square=True)
+    assert describe(params) == {
+        "convention": "custom", "crop_square": True, "format": "jpg", "north": "left",
+        "radius": "seed", "size": [8, 16], "stretch": "minmax",
+        "formula": "r = (S/2)(H-i)/H, theta = 2 pi j / W, row = S/2 - r cos(theta), "
+                   "col = S/2 + r sin(theta); S = aerial side in pixels",
+        "heading": "heading(j) = 360 j / W (north at column 0)",
+        "interpolation": interp,
+        "stretch_rule": "per image: (v - min) * 255 / (max - min) + 0.5, truncated (SAFA/DSM "
+                        "files, scipy.misc.imsave byte scaling)"}
+    assert describe(PolarParams(radius="seed"))["convention"] == "custom"
+    assert describe(PolarParams(north="left"))["convention"] == "custom"
