@@ -51,22 +51,24 @@ def pick(names: list[str]) -> list[str]:
     return names or list(MODULES)
 
 
-def statuses(module: str) -> dict[str, int | None]:
-    """mutant name -> mutmut exit code, for every file of the module."""
-    out: dict[str, int | None] = {}
+def statuses(module: str) -> dict[str, tuple[int | None, str]]:
+    """mutant name -> (mutmut exit code, source file), for every file of the module."""
+    out: dict[str, tuple[int | None, str]] = {}
     for dotted in MODULES[module]:
-        meta = ROOT / "mutants" / (dotted.replace(".", "/") + ".py.meta")
+        source = dotted.replace(".", "/") + ".py"
+        meta = ROOT / "mutants" / (source + ".meta")
         if not meta.is_file():
             sys.exit(f"{meta}: no mutmut results for {module}; run `nox -s mutants -- {module}`")
-        out.update(json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"])
+        codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        out.update({name: (code, source) for name, code in codes.items()})
     return out
 
 
-def changed_line(name: str) -> tuple[str, str]:
+def changed_line(name: str, source: str) -> tuple[str, str]:
     """(function, first changed line of the mutant) from mutmut's own diff."""
     from mutmut.mutation.diff_apply import get_diff_for_mutant
 
-    diff = get_diff_for_mutant(name)
+    diff = get_diff_for_mutant(name, path=source)
     added = [ln[1:].strip() for ln in diff.splitlines()
              if ln.startswith("+") and not ln.startswith("+++")]
     function = name.rsplit("__mutmut_", 1)[0]
@@ -88,7 +90,8 @@ def main(argv: list[str]) -> None:
     today = dt.date.today().isoformat()
     rows, survivors, unused = [], [], set(equivalent)
     for module in modules:
-        codes = statuses(module)
+        found = statuses(module)
+        codes = {name: code for name, (code, _) in found.items()}
         missing = [n for n, c in codes.items() if c is None]
         if missing:
             sys.exit(f"{len(missing)} {module} mutants were not run (e.g. {missing[0]}); "
@@ -98,7 +101,7 @@ def main(argv: list[str]) -> None:
         for name, code in sorted(codes.items()):
             if code in KILLED:
                 continue
-            function, line = changed_line(name)
+            function, line = changed_line(name, found[name][1])
             reason = equivalent.get((function, line), "")
             unused.discard((function, line))
             status = "equivalent" if reason else SURVIVED.get(code, f"exit {code}")

@@ -246,3 +246,57 @@ def test_polar_json_description_of_both_conventions():
                         "files, scipy.misc.imsave byte scaling)"}
     assert describe(PolarParams(radius="seed"))["convention"] == "custom"
     assert describe(PolarParams(north="left"))["convention"] == "custom"
+
+
+def test_polar_json_record_resume_and_sources_inside_the_output(tmp_path):
+    import json
+
+    import cv2
+
+    from geobench.geometry.polar import polar_files, polar_folder
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in (("a", (20, 20)), ("b", (20, 30))):
+        cv2.imwrite(str(src / f"{name}.png"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    (src / "bad.png").write_bytes(b"not a png")
+    dst = src / "out"                                   # outputs inside the source folder
+    params = PolarParams(size=(4, 8), crop_square=True)
+    rep = polar_folder(src, dst, params)
+    meta = json.loads((dst / "polar.json").read_text())
+    assert (rep.written, rep.skipped, rep.params, rep.input_sizes) == \
+        (2, 0, params, {"20x20": 1, "20x30": 1})
+    assert 0 <= rep.seconds < 600
+    assert meta["schema"] == "geobench.polar/1" and meta["source"] == str(src)
+    assert (meta["complete"], meta["count"]) == (False, 3)
+    assert meta["input_sizes"] == ["20x20", "20x30"] and meta["parameters"] == params.to_json()
+    assert [f["path"] for f in meta["failed"]] == [str(src / "bad.png")]
+    assert "error" in meta["failed"][0] and meta["versions"]
+    (src / "bad.png").unlink()
+    cv2.imwrite(str(src / "c.png"), rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    rep = polar_folder(src, dst, params)                # same parameters: resume
+    meta = json.loads((dst / "polar.json").read_text())
+    assert (rep.written, rep.skipped, rep.input_sizes) == (1, 2, {"16x16": 1})
+    assert (meta["complete"], meta["count"], meta["failed"]) == (True, 3, [])
+    assert meta["input_sizes"] == ["16x16", "20x20", "20x30"]   # earlier runs' sizes kept
+    (dst / "polar.json").write_text("{not json")        # unreadable record: all stale
+    assert polar_folder(src, dst, params).written == 3
+    other = polar_folder(src, dst, PolarParams(size=(4, 8), crop_square=True, north="left"))
+    assert other.written == 3 and json.loads((dst / "polar.json").read_text())[
+        "input_sizes"] == ["16x16", "20x20", "20x30"]
+    # the explicit-pairs entry point: no source recorded unless given, failures reported
+    (src / "bad.png").write_bytes(b"not a png")
+    rep = polar_files([(src / "bad.png", tmp_path / "p" / "bad.png")], tmp_path / "p", params)
+    assert len(rep.failed) == 1 and json.loads((tmp_path / "p" / "polar.json").read_text())[
+        "source"] == ""
+
+
+def test_polar_params_normalise_and_name_the_bad_option():
+    assert PolarParams(size=(8.0, 16.0)).size == (8, 16)
+    assert isinstance(PolarParams(size=(8.0, 16.0)).size[0], int)
+    for field, value, message in (("radius", "full", "--radius 'full' is not one of safa | seed"),
+                                  ("format", "gif", "--format 'gif' is not one of png | jpg"),
+                                  ("north", "up", "--north 'up' is not one of center | left")):
+        with pytest.raises(UsageError, match=message):
+            PolarParams(**{field: value})
