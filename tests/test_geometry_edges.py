@@ -108,9 +108,9 @@ def test_polar_sizes_must_be_positive():
     for bad in ((0, 5), (5, 0), (2.5, 8)):
         with pytest.raises(UsageError, match="not a valid polar size"):
             PolarParams(size=bad)
-    with pytest.raises(UsageError, match="north 'up'"):
+    with pytest.raises(UsageError, match="^north 'up' is not one of center [|] left$"):
         polar_coords(8, 4, 4, north="up")
-    with pytest.raises(UsageError, match="radius 'full'"):
+    with pytest.raises(UsageError, match="^radius 'full' is not one of safa [|] seed$"):
         polar_coords(8, 4, 4, radius="full")
 
 
