@@ -39,7 +39,7 @@ def lint(session: nox.Session) -> None:
 # commands produced benchmarks/baseline/accuracy.csv (see benchmarks/README.md); the run
 # folder's name is the `run` column of metrics.csv, so keep ACCURACY_RUN as it is.
 ACCURACY_MODEL, ACCURACY_RUN = "safa", "synthetic-safa-tiny"
-ACCURACY_DATA = ["--pairs", "400", "--test-pairs", "100", "--seed", "0", "--preset", "easy"]
+ACCURACY_DATA = ["--pairs", "400", "--test-pairs", "100", "--seed", "0", "--difficulty", "easy"]
 ACCURACY_TRAIN = ["--preset", "tiny", "--seed", "0", "--epochs", "12", "--batch-size", "32",
                   "--lr", "1e-3", "--eval-every", "0", "--workers", "0", "--device", "cpu"]
 ACCURACY_TOLERANCE_PTS = "10"

@@ -19,7 +19,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from geobench.errors import GeobenchError, UsageError, one_line
+from geobench.errors import (
+    GeobenchError,
+    UsageError,
+    interrupted_message,
+    one_line,
+    user_message,
+)
 from geobench.guard import claim_output
 from geobench.progress import set_quiet
 
@@ -34,6 +40,28 @@ app = typer.Typer(
 )
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Silence progress bars.")]
+OnBadImage = Annotated[str, typer.Option(
+    help="An unreadable (missing, truncated, corrupt) image: fail (one error naming the file) "
+         "| skip (leave it out; the count is printed, the list written to bad_images.txt).")]
+# One meaning of --workers everywhere: N worker processes; 0 = none, the work runs in this
+# process; left out = the command's default (stated in each help).
+WORKERS_HELP = "Worker processes (0: none, work in this process)"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from geobench import __version__
+
+        typer.echo(f"geobench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """Cross-view and visual geo-localization: datasets, preprocessing, training, evaluation
+    and reports."""
 
 
 def command(*args: Any, group: typer.Typer | None = None,
@@ -49,7 +77,7 @@ def command(*args: Any, group: typer.Typer | None = None,
                 with one_line_warnings():
                     return func(*a, **kw)
             except GeobenchError as exc:
-                typer.echo(f"error: {one_line(str(exc))}", err=True)
+                typer.echo(f"error: {one_line(user_message(exc))}", err=True)
                 raise typer.Exit(exc.exit_code) from None
             except OSError as exc:
                 if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -59,10 +87,16 @@ def command(*args: Any, group: typer.Typer | None = None,
                            f"free some space and re-run the same command", err=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
-                typer.echo("error: interrupted; completed outputs were kept, partial ones "
-                           "discarded; re-run the same command to continue", err=True)
+                # Commands that know what they kept raise Interrupted (a GeobenchError)
+                # with the exact story; this is the default for the others.
+                typer.echo(f"error: {interrupted_message(func.__name__)}", err=True)
                 raise typer.Exit(130) from None
 
+        name = args[0] if args else func.__name__
+        if group is None and name in EXAMPLES:
+            # \b keeps click from re-wrapping the example lines into one paragraph.
+            kwargs.setdefault("epilog", "\b\nExamples:\n" + "\n".join(
+                f"  {line}" for line in EXAMPLES[name]))
         return (group or app).command(*args, **kwargs)(wrapper)
 
     return decorate
@@ -87,6 +121,29 @@ def one_line_warnings() -> Any:
         warnings.simplefilter("default", GeobenchWarning)
         warnings.showwarning = show
         yield
+
+
+EXAMPLES = {
+    "datasets": ["geobench datasets", "geobench datasets vigor"],
+    "download": ["geobench download cvusa --from ~/Downloads/CVPR_subset.zip --root data",
+                 "geobench download https://example.org/a.zip --sha256 HEX --root data"],
+    "prepare": ["geobench prepare synthetic --out ds/synth --difficulty easy --pairs 500",
+                "geobench prepare cvusa --root data/CVUSA --out ds/cvusa --polar"],
+    "polar": ["geobench polar data/CVUSA/bingmap/19 ds/polar --size 112x616 --workers 2"],
+    "crop": ["geobench crop data/CVUSA/streetview/panos ds/fov90 --fov 90 --mode shift",
+             "geobench crop ds/synth ds/synth-persp --fov 90 --mode perspective --size 224x224"],
+    "mine": ["geobench mine ds/sfxl --split test --radius 25"],
+    "models": ["geobench models", "geobench models safa"],
+    "train": ["geobench train safa --preset tiny --data ds/synth --out runs/safa-tiny",
+              "geobench train safa --data ds/synth --out runs/safa-tiny --resume"],
+    "eval": ["geobench eval runs/safa-tiny --data ds/synth --split test",
+             "geobench eval --features features.h5 --out results/mine --protocol cvusa"],
+    "report": ["geobench report runs --table --paper cvusa",
+               "geobench report runs --check baseline.csv --tolerance 1"],
+    "bench": ["geobench bench --quick", "geobench bench eval --check bench/bench.csv"],
+    "doctor": ["geobench doctor cvusa --root data/CVUSA --deep"],
+    "demo": ["geobench demo", "geobench demo --model safa --difficulty standard --epochs 5"],
+}
 
 
 def out_console():
@@ -117,6 +174,19 @@ def parse_size(text: str, option: str) -> tuple[int, int]:
         raise UsageError(f"{option} {text!r} is not a size; write it as HEIGHTxWIDTH, "
                          f"e.g. 112x616") from None
     return h, w
+
+
+def parse_percent(text: str, option: str) -> float:
+    """A percentage, written '25' or '25%'; >= 0."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1] if raw.endswith("%") else raw)
+        if not value >= 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not a percentage >= 0; write e.g. 25 or "
+                         f"25%") from None
+    return value
 
 
 # --------------------------------------------------------------------------- datasets
@@ -194,7 +264,8 @@ def prepare_cmd(
     polar_stretch: Annotated[str, typer.Option(
         help="none | minmax: stretch each polar image to 0..255 as SAFA/DSM's published "
              "files are (for their released weights).")] = "none",
-    strict: Annotated[bool, typer.Option(help="Fail on the first missing/corrupt image.")] = False,
+    strict: Annotated[bool, typer.Option(help="Fail on the first missing or damaged image "
+                                         "(every image is fully decoded).")] = False,
     pairs: Annotated[Optional[int], typer.Option(help="synthetic: training pairs "
                                                  "[default 1000].")] = None,
     test_pairs: Annotated[Optional[int], typer.Option(help="synthetic: test pairs [default: "
@@ -203,11 +274,17 @@ def prepare_cmd(
     layout: Annotated[str, typer.Option(help="synthetic: cvusa | vigor | vg.")] = "cvusa",
     cities: Annotated[Optional[int], typer.Option(help="synthetic: number of cities "
                                                   "[default 2].")] = None,
-    preset: Annotated[str, typer.Option(help="synthetic: easy | standard | hard.")] = "standard",
+    difficulty: Annotated[Optional[str], typer.Option(
+        help="synthetic: world difficulty easy | standard | hard [default standard].")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        hidden=True, help="Deprecated alias of --difficulty.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="synthetic: replace an existing generated "
+                                            "world in OUT/raw.")] = False,
     resolution: Annotated[str, typer.Option(help="synthetic: default (half the real sizes) | "
                                             "full.")] = "default",
-    workers: Annotated[int, typer.Option(help="synthetic: rendering processes (0: one per "
-                                         "core; same output for any).")] = 0,
+    workers: Annotated[Optional[int], typer.Option(help=f"synthetic: rendering {WORKERS_HELP}"
+                                                   "; same output for any) [default: one per "
+                                                   "core].")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="vigor: same | cross.")] = None,
     corrected: Annotated[bool, typer.Option(help="vigor: use splits__corrected labels.")] = False,
     queries_folder: Annotated[Optional[str], typer.Option(
@@ -221,6 +298,11 @@ def prepare_cmd(
     """Index a raw dataset (or generate the synthetic world) into DS/index.csv, positives.csv."""
     from geobench.datasets import prepare_dataset
 
+    difficulty = _difficulty(difficulty, preset, "standard")
+    if name != "synthetic":
+        _unused_for(name, {"--pairs": pairs, "--test-pairs": test_pairs, "--cities": cities,
+                           "--difficulty": difficulty != "standard" or None,
+                           "--overwrite": overwrite or None, "--workers": workers})
     options: dict[str, Any] = {"strict": strict}
     if polar:
         from geobench.geometry.polar import STRETCH
@@ -235,12 +317,12 @@ def prepare_cmd(
         from geobench.datasets.synthetic import SyntheticOptions, prepare_synthetic
 
         given = {"pairs": pairs, "test_pairs": test_pairs, "cities": cities}
-        synth = SyntheticOptions(out=out / "raw", seed=seed, layout=layout, preset=preset,
-                                 resolution=resolution, workers=workers,
+        synth = SyntheticOptions(out=out / "raw", seed=seed, layout=layout, preset=difficulty,
+                                 resolution=resolution, workers=workers, overwrite=overwrite,
                                  **{k: v for k, v in given.items() if v is not None})
         with claim_output(out, "prepare synthetic"):
             ds = prepare_synthetic(synth, out, options)
-        _print_prepared(ds, f"prepared synthetic ({layout}, {preset}) -> {out}")
+        _print_prepared(ds, f"prepared synthetic ({layout}, {difficulty}) -> {out}")
         return
     for key, value in (("protocol", protocol), ("queries_folder", queries_folder)):
         if value is not None:
@@ -255,6 +337,29 @@ def prepare_cmd(
     with claim_output(out, f"prepare {name}", inputs={"--root": root}):
         ds = prepare_dataset(name, root, out, options)
     _print_prepared(ds, f"prepared {name} -> {out}")
+
+
+def warn(message: str) -> None:
+    typer.echo(f"warning: {one_line(message)}", err=True)
+
+
+def _difficulty(difficulty: str | None, preset: str | None, default: str) -> str:
+    """--difficulty, or its deprecated spelling --preset (which means model size in train)."""
+    if preset is not None:
+        if difficulty is not None and difficulty != preset:
+            raise UsageError(f"--preset {preset} and --difficulty {difficulty} disagree; "
+                             f"--preset is the deprecated name of --difficulty, pass only that")
+        warn(f"--preset is deprecated here and will be removed in the next release: write "
+             f"--difficulty {preset} (in `geobench train`, --preset is the model size)")
+        return preset
+    return difficulty or default
+
+
+def _unused_for(name: str, given: dict[str, Any]) -> None:
+    used = [opt for opt, value in given.items() if value is not None]
+    if used:
+        warn(f"{', '.join(used)} only appl{'ies' if len(used) == 1 else 'y'} to "
+             f"`prepare synthetic`; ignored for {name}")
 
 
 def _print_prepared(ds: Any, title: str) -> None:
@@ -276,7 +381,7 @@ def polar_cmd(
     size: Annotated[str, typer.Option(help="Output size HxW.")] = "112x616",
     north: Annotated[str, typer.Option(help="center (SAFA code) | left (seed paper).")] = "center",
     radius: Annotated[str, typer.Option(help="safa: (S/2)(H-1-i)/H | seed: (S/2)(H-i)/H.")] = "safa",
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(help=f"{WORKERS_HELP}).")] = 1,
     format: Annotated[str, typer.Option("--format", help="png | jpg.")] = "png",
     crop_square: Annotated[bool, typer.Option(help="Centre-crop non-square images.")] = False,
     stretch: Annotated[str, typer.Option(
@@ -321,7 +426,7 @@ def crop_cmd(
     references: Annotated[str, typer.Option(help="Dataset SRC: panorama (panoramas become the "
                                             "references) | keep.")] = "panorama",
     split: Annotated[Optional[str], typer.Option(help="Dataset SRC: only this split.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(help=f"{WORKERS_HELP}).")] = 1,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -354,6 +459,8 @@ def crop_cmd(
                   report.written, report.skipped, len(report.failed), f"{fov:g}", seed]])
     for _path, reason in report.failed:
         typer.echo(f"failed: {one_line(reason)}", err=True)
+    for note in report.notes:
+        warn(note)
     report.raise_for_failures()
 
 
@@ -362,7 +469,8 @@ def mine_cmd(
     ds: Annotated[Path, typer.Argument(help="Prepared dataset directory.")],
     split: Annotated[str, typer.Option(help="Split to mine.")] = "test",
     radius: Annotated[float, typer.Option(help="Evaluation positive radius (m).")] = 25.0,
-    train_radius: Annotated[float, typer.Option(help="Training positive radius (m).")] = 10.0,
+    train_radius: Annotated[Optional[float], typer.Option(
+        help="Training positive radius (m); used for --split train only [10].")] = None,
     negative_radius: Annotated[float, typer.Option(help="Negatives lie beyond (m).")] = 25.0,
     metric: Annotated[str, typer.Option(help="auto | utm | latlon (great-circle).")] = "auto",
     quiet: Quiet = False,
@@ -370,6 +478,13 @@ def mine_cmd(
     """Mine GPS positives by radius search and write them to DS/positives.csv."""
     from geobench.mining import MineOptions, mine_dataset
 
+    if train_radius is not None and split != "train":
+        warn(f"--train-radius {train_radius:g} is unused: training positives are mined for "
+             f"--split train only (this is --split {split})")
+    if radius == 0:
+        warn("--radius 0 keeps only references at exactly the query's coordinates: almost "
+             "every query loses its positives; the VG protocols use 25 m")
+    train_radius = 10.0 if train_radius is None else train_radius
     with claim_output(ds, "mine", option="DS"):
         report = mine_dataset(ds, MineOptions(split=split, radius=radius,
                                               train_radius=train_radius,
@@ -385,6 +500,11 @@ def mine_cmd(
 
 
 # --------------------------------------------------------------------------- models, train, eval
+
+
+def _millions(value: float | None, digits: int) -> str:
+    # A card registered outside the zoo (a plugin, a test) may not have counted them.
+    return "?" if value is None else f"{value:.{digits}f}"
 
 
 @command("models")
@@ -404,7 +524,7 @@ def models_cmd(
             info = describe(key)
             rows.append([key, f"{info['query_view']} -> {info['reference_view']}", sizes(info),
                          "yes" if info["polar"] else "no", info["descriptor_dim"],
-                         f"{info['params_m']:.2f}", info["recipe"].get("loss")])
+                         _millions(info["params_m"], 2), info["recipe"].get("loss")])
         print_table("models (`geobench models NAME` shows a card)",
                     ["name", "query -> reference", "input size", "polar", "dim", "params (M)", "loss"],
                     rows)
@@ -414,7 +534,7 @@ def models_cmd(
             ["query -> reference", f"{info['query_view']} -> {info['reference_view']}"],
             ["input size", sizes(info)], ["polar aerial", "yes" if info["polar"] else "no"],
             ["mean / std", f"{info['mean']} / {info['std']}"],
-            ["descriptor size", info["descriptor_dim"]], ["parameters (M)", f"{info['params_m']:.3f}"]]
+            ["descriptor size", info["descriptor_dim"]], ["parameters (M)", _millions(info["params_m"], 3)]]
     rows += [[f"recipe.{k}", v] for k, v in info["recipe"].items()]
     rows += _weights_rows(name)
     for preset, spec in info["presets"].items():
@@ -464,8 +584,8 @@ def train_cmd(
     device: Annotated[Optional[str], typer.Option(help="cpu | cuda.")] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision "
                                                 "(CUDA only).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes.")
-                       ] = None,
+    workers: Annotated[Optional[int], typer.Option(help=f"Data-loading {WORKERS_HELP}) "
+                                                   "[card recipe, else 2].")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of weights, sampling and "
                                                 "augmentation.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from RUN/checkpoint.pt.")] = False,
@@ -486,6 +606,10 @@ def train_cmd(
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="KEY=VALUE", help="KEY=VALUE config override, repeatable; KEY is a dotted path, VALUE YAML, "
         "e.g. --set model_args.attention=cbam --set loss_args.gamma=5.")] = None,
+    on_bad_image: Annotated[Optional[str], typer.Option(
+        help="An unreadable (missing, truncated, corrupt) image: fail (one error naming the "
+             "file) | skip (replace its pair; the count is printed, the list written to "
+             "RUN/bad_images.txt) [fail].")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a registered model on a prepared dataset."""
@@ -497,12 +621,16 @@ def train_cmd(
                 epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, device=device,
                 amp=amp, workers=workers, seed=seed, weights=str(weights) if weights else None,
                 pretrained=pretrained, eval_every=eval_every, tensorboard=tensorboard or None,
-                eval_test=eval_test, val_fraction=val_fraction, val_seed=val_seed),
+                eval_test=eval_test, val_fraction=val_fraction, val_seed=val_seed,
+                on_bad_image=on_bad_image),
             sets=set_, warn=lambda line: typer.echo(f"warning: {one_line(line)}", err=True))
     if summary is None:  # a non-zero rank of a torchrun job: rank 0 reports
         return
     rows = [[k, v] for k, v in summary_rows(summary)]
     print_table(f"trained {model} -> {out}", ["", "value"], rows)
+    if summary.skipped_images:
+        warn(f"skipped {len(summary.skipped_images)} unreadable image(s) (--on-bad-image "
+             f"skip); they are listed in {Path(out) / 'bad_images.txt'}")
 
 
 @command("eval")
@@ -551,9 +679,10 @@ def eval_cmd(
     device: Annotated[Optional[str], typer.Option(
         help="cpu | cuda for embedding and search [default: cuda when available].")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per embedding batch.")] = 32,
-    workers: Annotated[int, typer.Option(help="Image-loading worker processes.")] = 2,
+    workers: Annotated[int, typer.Option(help=f"Image-loading {WORKERS_HELP}).")] = 2,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed-precision "
                                                 "embedding [default: on with CUDA].")] = None,
+    on_bad_image: OnBadImage = "fail",
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a run on a prepared split, or a features file, under a named protocol."""
@@ -562,6 +691,10 @@ def eval_cmd(
     from geobench.eval.approx import parse_search
     from geobench.eval.evaluate import EvalOptions, evaluate_features, parse_ks, parse_memory
     from geobench.eval.ties import check_policy
+
+    if parse_memory(memory) < SMALL_MEMORY:
+        warn(f"--memory {memory} is tiny: the search then runs in very small blocks and can "
+             f"be tens of times slower; the default 2GB is right for most machines")
 
     parse_search(search)  # a bad --search fails before any work
     approx = dict(search=search, nprobe=nprobe, ef_search=ef_search, exact_sample=exact_sample,
@@ -610,7 +743,8 @@ def eval_cmd(
                  else contextlib.nullcontext())
         with claim:
             summary = evaluate_run(run, data, split, options, out=out_dir, checkpoint=checkpoint,
-                                   amp=amp, features_dtype=features_dtype, **embed)
+                                   amp=amp, features_dtype=features_dtype,
+                                   on_bad_image=on_bad_image, **embed)
         if summary is None:  # a non-zero rank of a torchrun job: rank 0 reports
             return
         for note in summary.notes:
@@ -619,6 +753,9 @@ def eval_cmd(
         return
     if run is not None:
         raise UsageError(f"pass either a run directory ({run}) or --features, not both")
+    if on_bad_image != "fail":
+        warn("--on-bad-image applies to a run directory (images are embedded); a features "
+             "file has no images")
     if out is None:
         raise UsageError(f"--out DIR is required with --features {features}: results.h5 and "
                          f"metrics.csv are written there")
@@ -630,6 +767,9 @@ def eval_cmd(
     for note in summary.notes:
         typer.echo(f"warning: {one_line(note)}", err=True)
     _print_eval(summary)
+
+
+SMALL_MEMORY = 16 << 20  # below this the search blocks are too small to be efficient
 
 
 def _print_eval(summary: Any) -> None:
@@ -655,7 +795,9 @@ def report_cmd(
         metavar="CSV|paper:METHOD[@PROTOCOL]",
         help="Baseline metrics CSV to compare, or paper:METHOD[@PROTOCOL] to gate the runs "
         "against a published row (data/paper_results.csv).")] = None,
-    tolerance: Annotated[float, typer.Option(help="Allowed drop in points.")] = 1.0,
+    tolerance: Annotated[str, typer.Option(
+        help="Allowed drop, in percent points of each metric (recall is a percentage: 1 = one "
+             "point of R@1); a trailing % is accepted.")] = "1",
     ablation: Annotated[bool, typer.Option(
         help="Pivot the runs into an ablation table: rows = variants, columns = R@1/R@5/R@10/R@1% "
         "per dataset (--format md | latex | csv).")] = False,
@@ -701,6 +843,7 @@ def report_cmd(
     if check is not None:
         from geobench.report.published import check_published, is_published_spec
 
+        tolerance = parse_percent(tolerance, "--tolerance")
         result = (check_published(rows, str(check), tolerance) if is_published_spec(check)
                   else check_table(rows, check, tolerance))
         typer.echo("\n".join(result.lines))
@@ -721,9 +864,9 @@ def bench_cmd(
     out: Annotated[Path, typer.Option(help="Where bench.csv and bench.h5 go.")] = Path("bench"),
     check: Annotated[Optional[Path], typer.Option(help="Baseline bench.csv: exit non-zero on a "
                                                   "ratio regression.")] = None,
-    tolerance: Annotated[Optional[float], typer.Option(
-        help="Allowed worsening as a fraction of the baseline ratio (default: the baseline's "
-             "per-row tolerance column, else 0.25).")] = None,
+    tolerance: Annotated[Optional[str], typer.Option(
+        help="Allowed worsening, in percent of the baseline ratio (25 = 25%; a trailing % is "
+             "accepted) [default: the baseline's per-row tolerance, else 25].")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads for floor and measurement "
                                                    "(default: all CPUs).")] = None,
     quiet: Quiet = False,
@@ -734,8 +877,12 @@ def bench_cmd(
     from geobench.bench.output import bench_table, check_table, console, write_bench
 
     stages = resolve_stages(stage)
-    if tolerance is not None and not tolerance >= 0:
-        raise UsageError(f"--tolerance {tolerance} must be a fraction >= 0, e.g. 0.25 for 25%")
+    if tolerance is not None:
+        percent = parse_percent(tolerance, "--tolerance")
+        if not tolerance.strip().endswith("%") and 0 < percent < 1:
+            warn(f"--tolerance {tolerance} is read as {tolerance}% (the unit is percent); "
+                 f"for a fraction of {tolerance} write {percent * 100:g}")
+        tolerance = percent / 100.0  # the checker's fraction
     if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads} must be at least 1")
     baseline = read_baseline(check) if check is not None else None  # fail before measuring
@@ -779,14 +926,19 @@ def doctor_cmd(
 ) -> None:
     """Check a local copy of a dataset before training on it."""
     from geobench.doctor import doctor
+    from geobench.errors import DataError
 
     report = doctor(name, root, deep=deep)
     print_table(f"doctor {name} {root}", ["check", "status", "detail", "fix"],
                 [[c.name, c.status.upper(), c.detail, c.fix] for c in report.checks])
-    verdict = "usable" if report.usable else "NOT usable: fix the FAIL rows above"
-    typer.echo(f"{name} at {root}: {verdict}")
-    if not report.usable:
-        raise typer.Exit(1)
+    if report.usable:
+        typer.echo(f"{name} at {root}: usable")
+        return
+    failed = [c for c in report.checks if c.status == "fail"]
+    # Like every command: the error on stderr, exit code 2 (a DataError).
+    raise DataError(f"{name} at {root} is NOT usable: {failed[0].detail}; {failed[0].fix}"
+                    + (f" ({len(failed) - 1} more FAIL rows in the table)" if len(failed) > 1
+                       else ""))
 
 
 @command("demo")
@@ -794,8 +946,10 @@ def demo_cmd(
     out: Annotated[Path, typer.Option(help="Demo output directory.")] = Path("geobench-demo"),
     model: Annotated[str, typer.Option(help="Registered cross-view model (its tiny preset).")
                      ] = "safa",
-    preset: Annotated[str, typer.Option(help="Synthetic difficulty: easy | standard | hard.")
-                      ] = "easy",
+    difficulty: Annotated[Optional[str], typer.Option(
+        help="Synthetic world difficulty: easy | standard | hard [default easy].")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        hidden=True, help="Deprecated alias of --difficulty.")] = None,
     pairs: Annotated[int, typer.Option(help="Training pairs.")] = 600,
     test_pairs: Annotated[int, typer.Option(help="Test pairs (gallery size).")] = 200,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
@@ -803,11 +957,14 @@ def demo_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Synthetic world → train a tiny model → evaluate → recall table and curve."""
-    from geobench.demo import DemoOptions, run_demo
+    from geobench.demo import DemoOptions, run_demo, validate
 
+    preset = _difficulty(difficulty, preset, "easy")
+    options = DemoOptions(out=out, model=model, preset=preset, pairs=pairs,
+                          test_pairs=test_pairs, epochs=epochs, seed=seed)
+    validate(options)  # every option checked before anything is created or built
     with claim_output(out, "demo"):
-        summary = run_demo(DemoOptions(out=out, model=model, preset=preset, pairs=pairs,
-                                       test_pairs=test_pairs, epochs=epochs, seed=seed))
+        summary = run_demo(options)
     rows = [[r["model"], *(f"{r[k]:.2f}" for k in ("r@1", "r@5", "r@10", "r@1%"))]
             for r in summary.rows]
     print_table(f"synthetic world, test split ({test_pairs} queries)",

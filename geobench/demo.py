@@ -52,9 +52,40 @@ def _world(options: DemoOptions) -> dict[str, Any]:
             "preset": options.preset, "cities": options.cities, "layout": "cvusa"}
 
 
+def _synthetic(options: DemoOptions, data: Path):
+    from geobench.datasets.synthetic import SyntheticOptions, difficulty_of
+
+    world = _world(options)
+    synth = SyntheticOptions(out=data / "raw", pairs=world["pairs"],
+                             test_pairs=world["test_pairs"], seed=world["seed"],
+                             layout="cvusa", preset=world["preset"], cities=world["cities"])
+    difficulty_of(synth)  # an unknown difficulty fails here, with the list
+    return synth
+
+
+def _train_config(options: DemoOptions, data: Path, run: Path):
+    from geobench.train import resolve_config
+
+    return resolve_config(options.model, data, run, preset="tiny", cli={
+        "epochs": options.epochs, "batch_size": options.batch_size, "lr": options.lr,
+        "seed": options.seed, "workers": options.workers, "eval_every": options.epochs})
+
+
+def validate(options: DemoOptions) -> None:
+    """Every option checked before the world is built (minutes of work otherwise lost)."""
+    out = Path(options.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; pass a folder for the demo's outputs")
+    if options.pairs < options.batch_size:
+        raise UsageError(f"--pairs {options.pairs} is fewer than one training batch "
+                         f"({options.batch_size} pairs); use at least {options.batch_size}")
+    _synthetic(options, out / "data")
+    _train_config(options, out / "data", out / "run")
+
+
 def prepare_world(options: DemoOptions, data: Path):
     """Generate and index the synthetic world, reusing an earlier demo's identical one."""
-    from geobench.datasets.synthetic import SyntheticOptions, prepare_synthetic
+    from geobench.datasets.synthetic import prepare_synthetic
     from geobench.prepared import read_prepared
 
     stamp = data / "demo.json"
@@ -63,10 +94,7 @@ def prepare_world(options: DemoOptions, data: Path):
     if data.exists():
         shutil.rmtree(data)
     world = _world(options)
-    synth = SyntheticOptions(out=data / "raw", pairs=world["pairs"],
-                             test_pairs=world["test_pairs"], seed=world["seed"],
-                             layout="cvusa", preset=world["preset"], cities=world["cities"])
-    prepared = prepare_synthetic(synth, data)
+    prepared = prepare_synthetic(_synthetic(options, data), data)
     from geobench.fileio import write_json
 
     write_json(stamp, world)
@@ -110,13 +138,14 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     from geobench.fileio import write_text
     from geobench.models import MODELS, build_model
     from geobench.report.table import collect, plot_curves
-    from geobench.train import resolve_config, train
+    from geobench.train import train
     from geobench.train.runeval import evaluate_model, evaluate_run
 
     card = MODELS.card(options.model)  # an unknown name fails with the close matches
     if "tiny" not in card.presets:
         raise UsageError(f"model {options.model!r} has no tiny preset; choose one that has "
                          f"(see `geobench models`)")
+    validate(options)
     out = Path(options.out)
     data, run = out / "data", out / "run"
     write_text(out / MARKER, "a geobench demo folder: data/ and run/ are replaced on re-run\n")
@@ -136,9 +165,7 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     t = time.perf_counter()
     if run.exists():
         shutil.rmtree(run)  # the demo's own run folder: always a fresh training
-    config = resolve_config(options.model, data, run, preset="tiny", cli={
-        "epochs": options.epochs, "batch_size": options.batch_size, "lr": options.lr,
-        "seed": options.seed, "workers": options.workers, "eval_every": options.epochs})
+    config = _train_config(options, data, run)
     trained = train(config)
     times["train"] = time.perf_counter() - t
 

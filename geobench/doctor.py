@@ -87,14 +87,16 @@ def image_header(path: Path) -> tuple[int, int]:
 
 
 def _decode(path: Path) -> tuple[int, int]:
-    import cv2
-    import numpy as np
+    """Full decode; the decoder's own warnings (bytes flipped mid-stream) count as damage."""
+    from geobench.errors import DataError
+    from geobench.imagefile import check_image
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise ValueError("cannot be decoded")
-    return int(image.shape[0]), int(image.shape[1])
+    try:
+        return check_image(path)
+    except DataError as exc:
+        text = str(exc)
+        reason = text[text.find("(") + 1:text.find(");")] if "(" in text else text
+        raise ValueError(reason) from None
 
 
 def _examples(items: list[str], n: int = 3) -> str:

@@ -45,3 +45,47 @@ def one_line(message: str) -> str:
 
 class DiskFullError(DataError):
     """A write that ran out of space (ENOSPC/EDQUOT); the message names the file and bytes."""
+
+class Interrupted(GeobenchError):
+    """Ctrl-C, reported with what was kept and the command that continues."""
+
+    exit_code = 130
+
+
+# What is true after Ctrl-C in commands that do not raise Interrupted themselves.
+_INTERRUPTED = {
+    "polar_cmd": "interrupted; the images written so far are complete and kept; re-run the "
+                 "same command to continue (up-to-date outputs are skipped)",
+    "prepare_cmd": "interrupted before the index (index.csv, positives.csv, manifest.json) was "
+                   "written; re-run the same command",
+    "eval_cmd": "interrupted before results.h5 and metrics.csv were written; re-run the same "
+                "command",
+    "mine_cmd": "interrupted; positives.csv was not changed; re-run the same command",
+    "demo_cmd": "interrupted; re-run the same command (a finished synthetic world is reused, "
+                "training starts again)",
+}
+_DEFAULT_INTERRUPTED = ("interrupted; no file was left half-written (files appear whole or "
+                        "not at all); re-run the same command")
+
+
+def interrupted_message(command: str) -> str:
+    return _INTERRUPTED.get(command, _DEFAULT_INTERRUPTED)
+
+
+def user_message(exc: BaseException) -> str:
+    """The message to show for `exc`, without torch's DataLoader wrapping.
+
+    An exception raised in a DataLoader worker is re-raised in the parent with the whole
+    worker traceback as its message ("Caught DataError in DataLoader worker process 0.
+    Original Traceback ..."); the user needs only the last line, the original message.
+    """
+    text = str(exc)
+    if not (text.startswith("Caught ") and "Original Traceback" in text):
+        return text
+    name = type(exc).__name__
+    lines = text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        head, sep, rest = lines[i].partition(": ")
+        if sep and head.rsplit(".", 1)[-1] == name and not lines[i].startswith(" "):
+            return " ".join([rest, *lines[i + 1:]])
+    return text

@@ -255,8 +255,11 @@ def test_cli_bench_writes_and_checks(fakes, invoke, tmp_path, monkeypatch):
     assert len(lines) == 2 and "regression prep/matmul 64x64/time" in lines[0]
     assert str(baseline) in lines[0]
     loose = invoke("bench", "prep", "--quick", "--out", tmp_path / "run4", "--check", baseline,
-                   "--tolerance", "0.7", "--quiet")
+                   "--tolerance", "70", "--quiet")  # percent of the baseline ratio
     assert loose.exit_code == 0, loose.output
+    old_unit = invoke("bench", "prep", "--quick", "--out", tmp_path / "run5", "--check",
+                      baseline, "--tolerance", "0.7", "--quiet")  # a fraction, as it used to be
+    assert old_unit.exit_code == 1 and "--tolerance 0.7 is read as 0.7%" in old_unit.stderr
 
 
 def test_cli_bench_stage_errors_exit_nonzero(fakes, invoke, tmp_path):

@@ -67,7 +67,7 @@ def test_prepare_synthetic_each_layout_names_itself_and_its_protocol(invoke, tmp
     for layout, protocol in expected.items():
         out = tmp_path / layout
         result = invoke("prepare", "synthetic", "--out", out, "--layout", layout, "--pairs", 6,
-                        "--test-pairs", 4, "--cities", 1, "--preset", "easy", "--workers", 1,
+                        "--test-pairs", 4, "--cities", 1, "--difficulty", "easy", "--workers", 1,
                         "--quiet")
         assert result.exit_code == 0, result.output
         assert "prepared synthetic" in result.stdout

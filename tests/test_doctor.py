@@ -82,7 +82,11 @@ def test_doctor_cli_exit_codes(invoke, tmp_path):
     pano = raw / "streetview/panos/0000003.jpg"
     pano.write_bytes(pano.read_bytes()[:20])
     bad = invoke("doctor", "cvusa", "--root", raw, "--quiet")
-    assert bad.exit_code == 1 and "NOT usable" in bad.stdout
+    # Like every command: the error on stderr (one line naming the file), exit code 2.
+    assert bad.exit_code == 2 and "NOT usable" not in bad.stdout
+    err = bad.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cvusa at ") and "NOT usable" in err[0]
+    assert "0000003.jpg" in err[0]
     unknown = invoke("doctor", "cvusaa", "--root", raw)
     assert unknown.exit_code != 0 and "Did you mean cvusa" in unknown.output
     assert np.all([line.strip() != "Traceback" for line in unknown.output.splitlines()])

@@ -130,5 +130,5 @@ def test_pairs_and_dataset(tmp_path):
     with pytest.raises(DataError, match="no train query rows of view 'drone'"):
         build_pairs(ds, "train", "drone", "aerial")
     (ds.raw_root / "ground" / "train0.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="train0.png: cannot decode"):
+    with pytest.raises(DataError, match="train0.png: damaged image"):
         PairDataset(build_pairs(ds, "train", "ground", "aerial"), card)[(0, 1)]

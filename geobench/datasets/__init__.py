@@ -13,7 +13,7 @@ from typing import Any
 from geobench.datasets import cvact, cvusa, university1652, vg, vigor  # noqa: F401  (registers)
 from geobench.datasets.common import Adapted, check_missing
 from geobench.datasets.registry import DATASETS
-from geobench.errors import UsageError
+from geobench.errors import DataError, UsageError
 from geobench.prepared import Prepared, write_prepared
 
 __all__ = ["prepare_dataset", "adapt", "Adapted", "DATASETS"]
@@ -42,6 +42,8 @@ def prepare_dataset(name: str, root: Path, out: Path,
     strict = bool(options.get("strict", False))
     adapted = adapt(name, Path(root), Path(out), options)
     check_missing(adapted, name, strict)
+    if strict:
+        check_images(adapted, Path(out))
     missing = {view: len(paths) for view, paths in adapted.missing.items() if paths}
     extra = {"protocol": adapted.protocol or _catalog_protocol(name),
              "missing_images": missing,
@@ -49,6 +51,31 @@ def prepare_dataset(name: str, root: Path, out: Path,
     return write_prepared(out, adapted.index, adapted.positives, dataset=label or name,
                           raw_root=adapted.raw_root, parameters=adapted.parameters,
                           derived_dirs=adapted.derived_dirs, extra=extra)
+
+
+def check_images(adapted: Any, out: Path) -> None:
+    """`--strict`: fully decode every indexed image; the first damaged one is an error.
+
+    Catches what a header check cannot: JPEGs cut short or with flipped bytes that OpenCV
+    would otherwise decode half grey (see geobench.imagefile).
+    """
+    from geobench.imagefile import check_image
+    from geobench.progress import track
+
+    seen: set[str] = set()
+    derived = set(adapted.derived_dirs)
+    for row in track(adapted.index, "checking images (--strict)"):
+        rel = row["path"]
+        if rel in seen:
+            continue
+        seen.add(rel)
+        first = Path(rel).parts[0] if rel else ""
+        base = out if first in derived else adapted.raw_root
+        try:
+            check_image(base / rel)
+        except DataError as exc:
+            raise DataError(f"{exc} (stopped at the first damaged image because of "
+                            f"--strict)") from None
 
 
 def _catalog_protocol(name: str) -> str:

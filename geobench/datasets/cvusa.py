@@ -109,13 +109,11 @@ def write_polar(raw_root: Path, out: Path, jobs: list[tuple[str, str]], size: tu
 
     from geobench.fileio import atomic_path
     from geobench.geometry.polar import polar_transform
+    from geobench.imagefile import decode_image
     from geobench.progress import track
 
     for src, dst in track(jobs, "polar transform"):
-        image = cv2.imread(str(raw_root / src), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DataError(f"{raw_root / src}: unreadable image; restore it or re-run "
-                            f"`geobench doctor` to list damaged files")
+        image = decode_image(raw_root / src)  # DataError naming a missing/damaged file
         polar = polar_transform(image, size, stretch=stretch)
         with atomic_path(out / dst) as tmp:
             if not cv2.imwrite(str(tmp), np.asarray(polar)):

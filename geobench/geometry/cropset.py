@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from geobench.errors import DataError, UsageError
+from geobench.errors import DataError, Interrupted, UsageError
 from geobench.fileio import atomic_open, write_json
 from geobench.geometry.crops import CropParams, crop_image
 
@@ -37,6 +37,7 @@ class CropReport:
     rows: pd.DataFrame
     seconds: float
     prepared: Any = None  # the written Prepared in dataset mode
+    notes: list[str] = field(default_factory=list)  # warnings for the user
 
     def raise_for_failures(self) -> None:
         if self.failed:
@@ -82,6 +83,7 @@ def crop_sources(sources: list[_Source], dst: str | Path, params: CropParams,
     jobs = [ImageJob(str(s.path), tuple(str(dst / o) for o in out), s.rel.as_posix())
             for s, out in zip(sources, outs, strict=False)]
     check_unique_outputs(jobs)
+    notes = _not_panoramas(sources)
     stale_before, old_rows = _load_previous(dst, params)
     record: dict[str, Any] = {"schema": SCHEMA, "parameters": params.to_json(), "source": origin,
                               "stale_before": stale_before or time.time(), "complete": False,
@@ -94,14 +96,23 @@ def crop_sources(sources: list[_Source], dst: str | Path, params: CropParams,
     reuse = [stale_before is not None and up_to_date(job, stale_before)
              and all(o.as_posix() in old_rows for o in out) for job, out in zip(jobs, outs, strict=False)]
     todo = [job for job, r in zip(jobs, reuse, strict=False) if not r]
-    results = iter(run_jobs(todo, crop_image, params, workers=workers, strict=strict,
-                            description=f"{params.mode} crops"))
+    interrupted = None
+    try:
+        finished = run_jobs(todo, crop_image, params, workers=workers, strict=strict,
+                            description=f"{params.mode} crops")
+    except KeyboardInterrupt as exc:
+        # Record the crops that finished (complete files, atomically written) so the
+        # re-run skips them, then say so.
+        interrupted, finished = exc, getattr(exc, "partial_results", None) or [None] * len(todo)
+    results = iter(finished)
     rows, failed, written = [], [], 0
     for src, job, out, reused in zip(sources, jobs, outs, reuse, strict=False):
         if reused:
             rows.extend(old_rows[o.as_posix()] for o in out)
             continue
         res = next(results)
+        if res is None:  # not finished before the interrupt
+            continue
         if not res.ok:
             failed.append((job.src, res.error))
             continue
@@ -114,11 +125,43 @@ def crop_sources(sources: list[_Source], dst: str | Path, params: CropParams,
     frame = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
     with atomic_open(dst / CSV, "w") as handle:
         frame.to_csv(handle, index=False, lineterminator="\n")
-    record.update(complete=not failed, count=len(frame),
+    record.update(complete=not failed and interrupted is None, count=len(frame),
                   failed=[{"path": p, "error": e} for p, e in failed])
     write_json(dst / JSON, record)
+    if interrupted is not None:
+        raise Interrupted(f"interrupted; {written + sum(reuse)} of {len(sources)} panoramas "
+                          f"are cropped, recorded in {dst / CSV} and kept; re-run the same "
+                          f"command to continue (finished crops are skipped)") from None
     return CropReport(dst, params, written, sum(reuse), failed, frame,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, notes=notes)
+
+
+PANORAMA_ASPECT = 1.9  # a 360-degree panorama is at least ~2:1 (CVUSA's band is 5.5:1)
+
+
+def _not_panoramas(sources: list[_Source], sample: int = 8) -> list[str]:
+    """A warning when the first images are not 360-degree panoramas (by aspect ratio).
+
+    Crops treat the image width as 360 degrees; a normal photo cropped this way gives
+    views with the wrong field of view and heading, without any error.
+    """
+    from geobench.doctor import image_header
+
+    odd: list[tuple[Path, int, int]] = []
+    for src in sources[:sample]:
+        try:
+            h, w = image_header(src.path)
+        except (ValueError, OSError):
+            continue  # damaged files are reported by the crop run itself
+        if w < PANORAMA_ASPECT * h:
+            odd.append((src.path, w, h))
+    if not odd:
+        return []
+    path, w, h = odd[0]
+    more = f" and {len(odd) - 1} more of the first {min(sample, len(sources))}" if len(odd) > 1 else ""
+    return [f"{path} is {w}x{h} (width/height {w / h:.2f}){more}: not a 360-degree panorama "
+            f"(width >= {PANORAMA_ASPECT:g} x height); crops treat the full width as 360 "
+            f"degrees, so their field of view and heading would be wrong"]
 
 
 def crop_folder(src: str | Path, dst: str | Path, params: CropParams, workers: int = 1,

@@ -126,19 +126,11 @@ def up_to_date(job: ImageJob, stale_before: float) -> bool:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image as 8-bit BGR; DataError naming the path if it can't be read."""
-    import cv2
+    """Decode an image as 8-bit BGR; DataError naming the path if it is missing or damaged
+    (a truncated or corrupt JPEG included: see geobench.imagefile)."""
+    from geobench.imagefile import decode_image
 
-    try:
-        buffer = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc}); check the file "
-                        f"exists and is readable") from None
-    img = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
-    if img is None:
-        raise DataError(f"{path}: not a decodable image (corrupt or truncated); re-download "
-                        f"or remove it")
-    return img
+    return decode_image(path)
 
 
 def encode(img: np.ndarray, suffix: str) -> bytes:
@@ -230,8 +222,9 @@ def run_jobs(jobs: Sequence[ImageJob], fn: Fn, params: Any, *, workers: int = 1,
     Failures are collected per file; with `strict` the first one raises DataError at once.
     `write=False` decodes and transforms without encoding (used by benchmarks).
     """
-    if workers < 1:
-        raise UsageError(f"--workers {workers} must be at least 1")
+    if workers < 0:
+        raise UsageError(f"--workers {workers} must be >= 0 (0: no worker processes)")
+    workers = max(1, workers)  # 0 and 1 both run in this process
     jobs = list(jobs)
     results: list[JobResult | None] = [None] * len(jobs)
 
@@ -245,22 +238,36 @@ def run_jobs(jobs: Sequence[ImageJob], fn: Fn, params: Any, *, workers: int = 1,
     # Small batches when there are few jobs, so every worker gets a share.
     size = max(1, min(BATCH, -(-len(jobs) // (4 * workers))))
     starts = list(range(0, len(jobs), size))
-    if workers == 1 or len(jobs) <= 1:
-        import cv2
+    try:
+        if workers == 1 or len(jobs) <= 1:
+            _run_here(fn, params, jobs, starts, size, write, description, done)
+        else:
+            _run_pool(fn, params, jobs, starts, size, write, description, done, workers)
+    except KeyboardInterrupt as exc:
+        # The caller may record what finished (None: not finished) so a re-run skips it.
+        exc.partial_results = results  # type: ignore[attr-defined]
+        raise
+    return results  # type: ignore[return-value]
 
-        threads, level = cv2.getNumThreads(), _log_level()
-        _init_worker()
-        try:
-            with bar(description, total=len(jobs)) as progress:
-                for s in starts:
-                    done(s, _batch(fn, params, jobs[s:s + size], write))
-                    progress.advance(len(jobs[s:s + size]))
-        finally:
-            cv2.setNumThreads(threads)
-            _log_level(level)
-        return results  # type: ignore[return-value]
+
+def _run_here(fn, params, jobs, starts, size, write, description, done) -> None:
+    import cv2
+
+    threads, level = cv2.getNumThreads(), _log_level()
+    _init_worker()
+    try:
+        with bar(description, total=len(jobs)) as progress:
+            for s in starts:
+                done(s, _batch(fn, params, jobs[s:s + size], write))
+                progress.advance(len(jobs[s:s + size]))
+    finally:
+        cv2.setNumThreads(threads)
+        _log_level(level)
+
+
+def _run_pool(fn, params, jobs, starts, size, write, description, done, workers) -> None:
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
-                               initializer=_init_worker)
+                               initializer=_init_pool_worker, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_batch, fn, params, jobs[s:s + size], write): s for s in starts}
         with bar(description, total=len(jobs)) as progress:
@@ -271,4 +278,10 @@ def run_jobs(jobs: Sequence[ImageJob], fn: Fn, params: Any, *, workers: int = 1,
                 progress.advance(len(batch_results))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return results  # type: ignore[return-value]
+
+
+def _init_pool_worker(parent: int) -> None:
+    from geobench.lifeline import watch_parent
+
+    watch_parent(parent)  # a SIGKILLed parent must not leave workers holding its pipes
+    _init_worker()

@@ -57,16 +57,25 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     with path.open("rb") as f:
         try:
             n = int.from_bytes(f.read(8), "little")
+            if n > path.stat().st_size - 8:  # never allocate what a corrupt length asks for
+                raise ValueError("header length beyond the end of the file")
             header = json.loads(f.read(n).decode("utf-8"))
         except (ValueError, UnicodeDecodeError, MemoryError, OverflowError) as exc:
             raise DataError(
                 f"{path}: not a safetensors file ({type(exc).__name__}); re-save it with safetensors.torch.save_file"
             ) from None
         body = bytearray(f.read())  # tensors below are views of this one buffer
+    if not isinstance(header, dict):
+        raise DataError(f"{path}: safetensors header is a JSON {type(header).__name__}, not an "
+                        f"object of tensors; re-export the file")
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
+        if not _valid_entry(info):
+            raise DataError(f"{path}: tensor {name!r} has a malformed header entry {str(info)[:80]!r} "
+                            "(needs dtype, shape: [non-negative ints], data_offsets: [begin, end]); "
+                            "re-export the file")
         dtype = _ST_DTYPES.get(info.get("dtype"))
         begin, end = info.get("data_offsets", (0, -1))
         shape = info.get("shape", [])
@@ -79,6 +88,17 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
         flat = torch.frombuffer(body, dtype=dtype, count=numel, offset=begin) if numel else torch.empty(0, dtype=dtype)
         out[name] = flat.reshape(shape)
     return out
+
+
+def _valid_entry(info: Any) -> bool:
+    """A header entry torch can use: the checks json.loads cannot make."""
+    def ints(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool)
+                                           and x >= 0 for x in v)
+
+    return (isinstance(info, dict) and isinstance(info.get("dtype"), str)
+            and ints(info.get("shape")) and ints(info.get("data_offsets"))
+            and len(info["data_offsets"]) == 2)
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, Tensor]:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from geobench.errors import Interrupted
 from geobench.train.config import read_config, resolve_config
 
 
@@ -34,11 +35,94 @@ def run_train(model: str, data: Path, out: Path, *, config: Path | None, resume:
     else:
         cfg = resolve_config(model, data, out, preset=preset, config_file=config,
                              cli={**given, "resume": resume})
-    if warn is not None and int(os.environ.get("RANK", "0")) == 0:
+    main = int(os.environ.get("RANK", "0")) == 0
+    if warn is not None and main:
         for line in ignored_warnings(cfg):
             warn(line)
-    summary = train(cfg)
-    return summary if int(os.environ.get("RANK", "0")) == 0 else None
+    watch = _PaperSizeOnCpu(cfg) if main and paper_size_on_cpu(cfg) else None
+    try:
+        summary = train(cfg, on_step=watch)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupt_story(cfg)) from None
+    return summary if main else None
+
+
+def _command(cfg: Any, resume: bool) -> str:
+    return (f"geobench train {cfg.model} --data {cfg.data} --out {cfg.out}"
+            + (" --resume" if resume else ""))
+
+
+def interrupt_story(cfg: Any) -> str:
+    """What Ctrl-C in `train` kept, and the exact command that continues."""
+    from geobench.train.checkpoint import LAST
+
+    last = Path(cfg.out) / LAST
+    if last.is_file():
+        return (f"interrupted; the last saved checkpoint {last} is kept (saved at the end of "
+                f"each epoch); continue from it with: {_command(cfg, True)}")
+    return (f"interrupted before the first checkpoint was saved, so there is nothing to "
+            f"resume; start again with: {_command(cfg, False)}")
+
+
+def paper_size_on_cpu(cfg: Any) -> bool:
+    """No --preset (the paper-sized model and recipe) and training will run on the CPU."""
+    if cfg.preset is not None or cfg.resume:
+        return False
+    if cfg.device == "cpu":
+        return True
+    import torch
+
+    return cfg.device == "auto" and not torch.cuda.is_available()
+
+
+class _PaperSizeOnCpu:
+    """Say what a paper-sized CPU run means: what will run now, an ETA after a few steps."""
+
+    ETA_AFTER_STEPS = 3
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg, self.t0, self.told = cfg, None, False
+
+    def _announce(self) -> None:
+        # At the first step, not before: a run that fails on its data prints only the error.
+        cfg = self.cfg
+        _stderr(f"note: training {cfg.model} at paper size (no --preset) on the CPU: "
+                f"{cfg.epochs} epochs of batch {cfg.batch_size}"
+                + (f", at most {cfg.max_steps} steps" if cfg.max_steps else "")
+                + "; this can take hours. For a quick run use the small model: "
+                f"geobench train {cfg.model} --preset tiny --data {cfg.data} --out NEW_RUN "
+                f"(presets: `geobench models {cfg.model}`)")
+
+    def __call__(self, info: Any) -> None:
+        import time
+
+        if self.t0 is None:  # the first step includes start-up costs: time from its end
+            self._announce()
+            self.t0 = (time.perf_counter(), info.step)
+            return
+        done = info.step - self.t0[1]
+        if self.told or done < self.ETA_AFTER_STEPS:
+            return
+        self.told = True
+        per_step = (time.perf_counter() - self.t0[0]) / done
+        left = max(0, info.total - info.step) * per_step
+        _stderr(f"note: {per_step:.1f} s per step; about {_duration(left)} left for the "
+                f"remaining {max(0, info.total - info.step):,} of {info.total:,} steps "
+                f"(Ctrl-C stops; --preset tiny is far faster)")
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(round(seconds / 60))
+    if minutes < 1:
+        return f"{seconds:.0f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def _stderr(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
 
 
 def _with_sets(given: dict[str, Any], sets: list[str] | None, resume: bool) -> dict[str, Any]:

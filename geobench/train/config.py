@@ -96,6 +96,7 @@ class TrainConfig:
     rotate_p: float = 0.0
     checkpoint_every: int = 0
     tensorboard: bool = False
+    on_bad_image: str = "fail"
     resume: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -262,6 +263,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("hflip_p", "rotate_p"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise bad(name, "must be a probability in [0, 1]")
+    if cfg.on_bad_image not in ("fail", "skip"):
+        raise bad("on_bad_image", "is not one of fail | skip")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise bad("grad_clip", "must be > 0 (leave it out to disable clipping)")
     if cfg.schedule_stretch < 1:

@@ -170,19 +170,74 @@ def reduced_flag(size: tuple[int, int] | None, need: tuple[int, int] | None) -> 
 
 def read_image(path: str, need: tuple[int, int] | None = None) -> np.ndarray:
     """Decode an image file to RGB uint8 (H, W, 3) with OpenCV. With `need` (the smallest
-    height and width the caller uses), large JPEGs are decoded at a reduced size."""
+    height and width the caller uses), large JPEGs are decoded at a reduced size. A missing
+    or damaged file (a truncated or corrupt JPEG included, see geobench.imagefile) is a
+    DataError naming it."""
     import cv2
 
-    buf = np.fromfile(path, dtype=np.uint8) if need is not None and Path(path).is_file() else None
-    if buf is not None:
-        img = cv2.imdecode(buf, reduced_flag(jpeg_size(buf), need))
-    else:
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        what = "file not found" if not Path(path).is_file() else "cannot decode the image"
-        raise DataError(f"{path}: {what}; restore the file or run `geobench doctor` on the "
-                        f"dataset root")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    from geobench.imagefile import decode_bytes, read_bytes
+
+    buf = read_bytes(path)
+    flag = reduced_flag(jpeg_size(buf), need) if need is not None else cv2.IMREAD_COLOR
+    return cv2.cvtColor(decode_bytes(buf, path, flag), cv2.COLOR_BGR2RGB)
+
+
+BAD_IMAGE_POLICIES = ("fail", "skip")
+BAD_IMAGES_FILE = "bad_images.txt"
+
+
+class BadImages:
+    """What to do with an unreadable image: `fail` (raise) or `skip` (record and go on).
+
+    Skipped files are appended, one `path<TAB>reason` line each, to `log` (a file in the
+    run or output folder): DataLoader workers are separate processes, and a line append
+    is the one record they can all add to without coordination.
+    """
+
+    def __init__(self, policy: str = "fail", log: str | Path | None = None) -> None:
+        if policy not in BAD_IMAGE_POLICIES:
+            raise UsageError(f"--on-bad-image {policy!r}: use one of "
+                             f"{' | '.join(BAD_IMAGE_POLICIES)}")
+        self.policy, self.log = policy, Path(log) if log is not None else None
+        self.seen: dict[str, str] = {}
+
+    @property
+    def skip(self) -> bool:
+        return self.policy == "skip"
+
+    def record(self, exc: DataError) -> None:
+        """Raise `exc` under `fail`; under `skip` remember the file it names."""
+        if not self.skip:
+            raise exc
+        message = " ".join(str(exc).split())
+        path = message.split(": ", 1)[0]
+        if path in self.seen:
+            return
+        self.seen[path] = message
+        if self.log is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "a", encoding="utf-8") as handle:
+                handle.write(f"{path}\t{message}\n")
+
+    def reset(self) -> None:
+        """Start a fresh list (a new run or evaluation writes its own)."""
+        self.seen.clear()
+        if self.log is not None:
+            self.log.unlink(missing_ok=True)
+
+
+def read_bad_images(log: str | Path) -> dict[str, str]:
+    """path -> reason of the files listed in a bad-images log (deduplicated)."""
+    try:
+        lines = Path(log).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    out: dict[str, str] = {}
+    for line in lines:
+        path, _, reason = line.partition("\t")
+        if path:
+            out.setdefault(path, reason)
+    return out
 
 
 def decode_need(src: ViewSource, size: tuple[int, int]) -> tuple[int, int]:
@@ -230,9 +285,11 @@ class PairDataset:
     a resumed run restarts.
     """
 
-    def __init__(self, pairs: PairSet, card: Any, hflip_p: float = 0.0, rotate_p: float = 0.0) -> None:
+    def __init__(self, pairs: PairSet, card: Any, hflip_p: float = 0.0, rotate_p: float = 0.0,
+                 bad: BadImages | None = None) -> None:
         self.pairs, self.card = pairs, card
         self.hflip_p, self.rotate_p = hflip_p, rotate_p
+        self.bad = bad or BadImages()
         self.qsize = card_size(card, pairs.query.model_view)
         self.rsize = card_size(card, pairs.reference.model_view)
 
@@ -241,6 +298,18 @@ class PairDataset:
 
     def __getitem__(self, key: tuple[int, int]):
         i, seed = key
+        n = len(self.pairs)
+        # Under --on-bad-image skip a pair with a damaged image is replaced by the next
+        # readable pair: the batch keeps its size and the choice depends only on i.
+        for k in range(n):
+            try:
+                return self._load((i + k) % n, seed)
+            except DataError as exc:
+                self.bad.record(exc)
+        raise DataError(f"no readable training pair: every image pair failed to load (see "
+                        f"{self.bad.log}); check the dataset with `geobench doctor`")
+
+    def _load(self, i: int, seed: int):
         p = self.pairs
         q = resize(read_image(p.query_paths[i], self.qsize), self.qsize)
         r = read_image(p.reference_paths[i], decode_need(p.reference, self.rsize))
@@ -260,18 +329,43 @@ class PairDataset:
 class ImageDataset:
     """Single images of one view for embedding (no augmentation)."""
 
-    def __init__(self, paths: Sequence[str], src: ViewSource, card: Any) -> None:
+    def __init__(self, paths: Sequence[str], src: ViewSource, card: Any,
+                 bad: BadImages | None = None) -> None:
         self.paths, self.src, self.card = list(paths), src, card
         self.size = card_size(card, src.model_view)
+        self.bad = bad or BadImages()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        path = self.paths[i]
-        img = to_model_view(read_image(path, decode_need(self.src, self.size)), self.src,
-                            self.size, path)
-        return normalise(img, self.card.mean, self.card.std)
+        return self.load(i)[0]
+
+    def load(self, i: int):
+        """(image tensor, readable) - an unreadable image under `skip` gives zeros, False."""
+        import torch
+
+        try:
+            path = self.paths[i]
+            img = to_model_view(read_image(path, decode_need(self.src, self.size)), self.src,
+                                self.size, path)
+            return normalise(img, self.card.mean, self.card.std), True
+        except DataError as exc:
+            self.bad.record(exc)
+        return torch.zeros((3, *self.size)), False
+
+
+class FlaggedImages:
+    """An ImageDataset whose items are (tensor, readable), so embedding knows what to drop."""
+
+    def __init__(self, images: ImageDataset) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images.load(i)
 
 
 def fork_safe_opencv(workers: int) -> None:

@@ -6,16 +6,27 @@ from typing import Any
 
 import numpy as np
 
-from geobench.train.data import ImageDataset, ViewSource, fork_safe_opencv, worker_init
+from geobench.train.data import (
+    BadImages,
+    FlaggedImages,
+    ImageDataset,
+    ViewSource,
+    fork_safe_opencv,
+    worker_init,
+)
 
 
 def embed_paths(model: Any, paths: Sequence[str], src: ViewSource, *, batch_size: int = 32,
                 device: Any = "cpu", workers: int = 0, ctx: Any = None, amp: bool = False,
                 description: str = "embed", sink: Callable[[int, np.ndarray], None] | None = None,
-                shard: bool = True) -> np.ndarray | None:
+                shard: bool = True, bad: BadImages | None = None) -> np.ndarray | None:
     """(N, D) float32 descriptors of `paths` in `src.model_view`, sharded across ranks and
     gathered; or, with `sink`, each batch handed to sink(row offset, block) as it is made
-    (nothing gathered, None returned). shard=False embeds all of `paths` on this rank."""
+    (nothing gathered, None returned). shard=False embeds all of `paths` on this rank.
+
+    Images that cannot be read raise, or under `bad.skip` get a row of NaN (the caller
+    drops those rows).
+    """
     import torch
 
     from geobench.progress import track
@@ -24,7 +35,7 @@ def embed_paths(model: Any, paths: Sequence[str], src: ViewSource, *, batch_size
     ctx = ctx or dist.DistContext()
     device = torch.device(device)
     mine = dist.shard(len(paths), ctx) if shard else range(len(paths))
-    dataset = ImageDataset([paths[i] for i in mine], src, model.card)
+    dataset = FlaggedImages(ImageDataset([paths[i] for i in mine], src, model.card, bad))
     fork_safe_opencv(workers)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                          pin_memory=device.type == "cuda",
@@ -35,8 +46,10 @@ def embed_paths(model: Any, paths: Sequence[str], src: ViewSource, *, batch_size
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16,
                                          enabled=amp and device.type == "cuda"):
         offset = 0
-        for images in track(loader, description):
+        for images, readable in track(loader, description):
             block = model.embed(images.to(device, non_blocking=True), src.model_view).float()
+            if not bool(readable.all()):
+                block[~readable.to(block.device)] = float("nan")
             if sink is None:
                 out.append(block)
             else:

@@ -51,20 +51,41 @@ def _embed_shard(model: Any, paths: list[str], src: Any, h5: Any, name: str, dim
     embed_paths(model, [paths[i] for i in mine], src, sink=sink, shard=False, **kw)
 
 
+class KeepRows:
+    """Row-sliceable view of the rows of `view` where `keep` is True (skipped images out)."""
+
+    def __init__(self, view: Any, keep: np.ndarray) -> None:
+        self.view, self.rows = view, np.flatnonzero(keep)
+        self.shape, self.dtype = (len(self.rows), view.shape[1]), view.dtype
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        wanted = self.rows[start:stop]
+        if not len(wanted):
+            return np.empty((0, self.shape[1]), self.dtype)
+        block = np.asarray(self.view[int(wanted[0]):int(wanted[-1]) + 1])
+        return block[wanted - wanted[0]]
+
+
 def embed_to_features(model: Any, prepared: Any, split: str, protocol: str, path: str | Path,
                       attrs: dict[str, Any], *, batch_size: int = 32, device: Any = "cpu",
                       workers: int = 0, amp: bool = False, ctx: Any = None,
-                      dtype: Any = np.float32) -> Path | None:
-    """Write `path` (the features-file contract) for a split; None on ranks other than 0."""
+                      dtype: Any = np.float32, bad: Any = None) -> Path | None:
+    """Write `path` (the features-file contract) for a split; None on ranks other than 0.
+
+    With `bad` set to skip, images that cannot be read are left out of the file (their
+    rows and links), as if they were not in the split.
+    """
     import h5py
 
-    from geobench.train.runeval import eval_plan
+    from geobench.train.data import read_bad_images
+    from geobench.train.runeval import eval_plan, without_images
 
     ctx = ctx or dist.DistContext()
     path = Path(path)
     sets, q_src, r_src, q_paths, r_paths = eval_plan(model, prepared, split, protocol)
     dim = int(model.card.descriptor_dim)
-    kw = dict(batch_size=batch_size, device=device, workers=workers, ctx=ctx, amp=amp)
+    kw = dict(batch_size=batch_size, device=device, workers=workers, ctx=ctx, amp=amp, bad=bad)
     shard = path.with_name(f"{path.name}.rank{ctx.rank}-of-{ctx.world_size}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(shard) as tmp, h5py.File(tmp, "w") as h5:
@@ -78,8 +99,13 @@ def embed_to_features(model: Any, prepared: Any, split: str, protocol: str, path
               for r in range(ctx.world_size)]
     files = [h5py.File(s, "r") for s in shards]
     try:
-        write_features(path, ConcatRows([f[QUERY] for f in files]),
-                       ConcatRows([f[REFERENCE] for f in files]), sets.positives,
+        query, reference = ConcatRows([f[QUERY] for f in files]), ConcatRows([f[REFERENCE] for f in files])
+        skip = bad is not None and bad.skip and bad.log is not None
+        unreadable = set(read_bad_images(bad.log)) if skip else set()
+        if unreadable & (set(q_paths) | set(r_paths)):
+            sets, q_keep, r_keep = without_images(model, prepared, split, protocol, unreadable)
+            query, reference = KeepRows(query, q_keep), KeepRows(reference, r_keep)
+        write_features(path, query, reference, sets.positives,
                        semi_positives=sets.semi_positives, query_latlon=sets.query_latlon,
                        reference_latlon=sets.reference_latlon,
                        query_uids=list(sets.queries["uid"]),

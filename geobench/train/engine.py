@@ -21,7 +21,7 @@ from geobench.errors import TrainingError, UsageError
 from geobench.train import checkpoint as ckpt
 from geobench.train import distributed as dist
 from geobench.train.config import TrainConfig, write_config
-from geobench.train.runlog import write_log
+from geobench.train.runlog import epoch_line, write_log
 
 PRIMARY = "r@1"
 
@@ -32,6 +32,7 @@ class StepInfo:
     epoch: int
     loss: float
     lr: float
+    total: int = 0  # steps the run will take in all
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class TrainSummary:
     data_wait_fraction: float
     resumed_from_step: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
+    skipped_images: dict[str, str] = field(default_factory=dict)  # --on-bad-image skip
 
 
 def train(config: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None) -> TrainSummary:
@@ -85,7 +87,14 @@ class _Run:
         from geobench.prepared import read_prepared
         from geobench.train import cards
         from geobench.train.batching import LabelledPairs, PlaceBatchSampler, loss_options
-        from geobench.train.data import PairDataset, build_pairs, fork_safe_opencv, worker_init
+        from geobench.train.data import (
+            BAD_IMAGES_FILE,
+            BadImages,
+            PairDataset,
+            build_pairs,
+            fork_safe_opencv,
+            worker_init,
+        )
         from geobench.train.holdout import Validation, selection
         from geobench.train.optim import build_optimizer, build_scheduler
         from geobench.train.sampling import PairBatchSampler, gps_neighbours
@@ -105,6 +114,9 @@ class _Run:
             self.prepared, self.validation = selection(self.prepared, cfg.train_split,
                                                        cfg.eval_split, cfg.val_fraction,
                                                        cfg.val_seed)
+        self.bad = BadImages(cfg.on_bad_image, self.run / BAD_IMAGES_FILE)
+        if not cfg.resume and ctx.is_main:
+            self.bad.reset()  # a new run starts its own list
         _seed_everything(cfg.seed)
         self.model = cards.build(cfg.model, cfg.preset, cfg.model_args)
         self.init_weights = self._initial_weights(start)
@@ -129,7 +141,7 @@ class _Run:
         self.device = torch.device(ctx.device)
         fork_safe_opencv(cfg.workers)
         self.loss_fn = build_loss(cfg.loss, **loss_options(cfg)).to(torch.device(ctx.device))
-        dataset = PairDataset(pairs, card, cfg.hflip_p, cfg.rotate_p)
+        dataset = PairDataset(pairs, card, cfg.hflip_p, cfg.rotate_p, self.bad)
         if getattr(self.loss_fn, "takes_labels", False):  # place ids reach the loss
             dataset = LabelledPairs(dataset, pairs.location)
         self.loader = torch.utils.data.DataLoader(
@@ -348,7 +360,7 @@ class _Run:
         from geobench.train.runeval import evaluate_model
 
         kw = dict(batch_size=self.cfg.eval_batch_size, device=self.device,
-                  workers=self.cfg.workers, ctx=self.ctx, amp=self.amp)
+                  workers=self.cfg.workers, ctx=self.ctx, amp=self.amp, bad=self.bad)
         out: dict[str, Any] = {}
         split = self.validation.split
         if split:
@@ -396,7 +408,7 @@ class _Run:
                     if every and self.step % every == 0 and self.step % self.spe and self.step < self.total:
                         self._save()
                     if on_step is not None:
-                        on_step(StepInfo(self.step, epoch, losses[-1], lr))
+                        on_step(StepInfo(self.step, epoch, losses[-1], lr, self.total))
                     if self.tb:
                         self.tb.step(self.step, losses[-1], lr)
                 del batches
@@ -409,10 +421,13 @@ class _Run:
                 self._save(best=improved)
                 if self.ctx.is_main:
                     write_log(self.run, self.log)
+                    epoch_line(self.cfg.model, self.log[-1], self.total)
                 if self.tb:
                     self.tb.epoch(self.log[-1])
         if self.tb:
             self.tb.close()
+        from geobench.train.data import read_bad_images
+
         return TrainSummary(
             run_dir=self.run, model=self.cfg.model, steps=self.step, epochs=self.step / self.spe,
             final_loss=last_loss, checkpoint=self.last_path,
@@ -420,7 +435,8 @@ class _Run:
             last_metrics=metrics, seconds=time.perf_counter() - started,
             images_per_s=images / total_time if total_time else 0.0,
             data_wait_fraction=total_wait / total_time if total_time else 0.0,
-            resumed_from_step=self.resumed_from, log=list(self.log))
+            resumed_from_step=self.resumed_from, log=list(self.log),
+            skipped_images=read_bad_images(self.bad.log) if self.bad.skip else {})
 
     def _record(self, epoch: int, loss: float, seconds: float, wait: float, steps: int,
                 metrics: dict[str, Any]) -> bool:

@@ -10,13 +10,15 @@ hands the file to `geobench.eval.evaluate.evaluate_features`. Training calls
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from geobench.errors import DataError, UsageError
 from geobench.prepared import INDEX_FILE, Prepared
-from geobench.train.data import ViewSource
+from geobench.train.data import BAD_IMAGES_FILE, BadImages, ViewSource, read_bad_images
 
 FEATURES_FILE = "features.h5"
 
@@ -103,17 +105,36 @@ def eval_plan(model: Any, prepared: Prepared, split: str, protocol: str | None =
     return sets, q_src, r_src, q_paths, r_paths
 
 
+def without_images(model: Any, prepared: Prepared, split: str, protocol: str,
+                   bad_paths: set[str]) -> tuple[Any, np.ndarray, np.ndarray]:
+    """--on-bad-image skip: the eval sets as if the images `bad_paths` were not in the
+    split, and the masks of the query and reference rows (of the full sets) that remain."""
+    sets, _, _, q_paths, r_paths = eval_plan(model, prepared, split, protocol)
+    q_keep = np.array([p not in bad_paths for p in q_paths], bool)
+    r_keep = np.array([p not in bad_paths for p in r_paths], bool)
+    drop = set(sets.queries["uid"][~q_keep]) | set(sets.references["uid"][~r_keep])
+    pos = prepared.positives
+    kept = replace(prepared, index=prepared.index[~prepared.index["uid"].isin(drop)],
+                   positives=pos[~pos["query"].isin(drop) & ~pos["reference"].isin(drop)])
+    return eval_plan(model, kept, split, protocol)[0], q_keep, r_keep
+
+
 def embed_sets(model: Any, prepared: Prepared, split: str, protocol: str | None = None, *,
                batch_size: int = 32, device: Any = "cpu", workers: int = 0, ctx: Any = None,
-               amp: bool = False) -> EmbeddedSets:
+               amp: bool = False, bad: Any = None) -> EmbeddedSets:
     from geobench.eval.protocols import get_protocol
     from geobench.train.embed import embed_paths
 
     proto = get_protocol(protocol or default_protocol(prepared))
     sets, q_src, r_src, q_paths, r_paths = eval_plan(model, prepared, split, proto.name)
-    kw = dict(batch_size=batch_size, device=device, workers=workers, ctx=ctx, amp=amp)
+    kw = dict(batch_size=batch_size, device=device, workers=workers, ctx=ctx, amp=amp, bad=bad)
     query = embed_paths(model, q_paths, q_src, description=f"embed {split} queries", **kw)
     reference = embed_paths(model, r_paths, r_src, description=f"embed {split} references", **kw)
+    if bad is not None and bad.skip and (np.isnan(query).any() or np.isnan(reference).any()):
+        unreadable = {p for p, row in zip(q_paths + r_paths, np.concatenate(
+            [np.isnan(query).any(axis=1), np.isnan(reference).any(axis=1)])) if row}
+        sets, q_keep, r_keep = without_images(model, prepared, split, proto.name, unreadable)
+        query, reference = query[q_keep], reference[r_keep]
     return EmbeddedSets(query, reference, sets, proto.name)
 
 
@@ -141,13 +162,14 @@ def pair_scorer(model: Any, prepared: Prepared, split: str, protocol: str | None
 
 def evaluate_model(model: Any, prepared: Prepared, split: str, protocol: str | None = None, *,
                    batch_size: int = 32, device: Any = "cpu", workers: int = 0, ctx: Any = None,
-                   amp: bool = False, details: dict[str, Any] | None = None) -> dict[str, Any]:
+                   amp: bool = False, details: dict[str, Any] | None = None,
+                   bad: Any = None) -> dict[str, Any]:
     """The protocol's metrics for `model` on a split (rank 0; other ranks get {}).
     `details`, when given, receives the EvalResult and the EvalSets (for figures)."""
     from geobench.eval.evaluate import EvalOptions, evaluate
 
     emb = embed_sets(model, prepared, split, protocol, batch_size=batch_size, device=device,
-                     workers=workers, ctx=ctx, amp=amp)
+                     workers=workers, ctx=ctx, amp=amp, bad=bad)
     if ctx is not None and not ctx.is_main:
         return {}
     s = emb.sets
@@ -249,7 +271,8 @@ def default_eval_dir(run: str | Path, data: str | Path, split: str) -> Path:
 def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options: Any = None, *,
                  checkpoint: str | None = None, out: str | Path | None = None,
                  batch_size: int = 32, device: str | None = None, workers: int = 0,
-                 amp: bool | None = None, features_dtype: str = "float32") -> Any:
+                 amp: bool | None = None, features_dtype: str = "float32",
+                 on_bad_image: str = "fail") -> Any:
     """`geobench eval RUN --data DS --split S` -> geobench.eval.evaluate.EvalSummary.
 
     checkpoint: "best" (RUN/best.pt), "last" (RUN/checkpoint.pt) or a path; default best
@@ -258,6 +281,8 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
     so a mistake fails before any image is embedded. Under torchrun the embedding is
     sharded over the ranks (see train.embedfile); rank 0 searches and writes the results,
     the other ranks return None.
+    on_bad_image: "fail" (one error naming the file) or "skip" (leave unreadable images
+    out; the count goes into the summary's notes and the list into OUT/bad_images.txt).
     """
     from dataclasses import replace
 
@@ -286,10 +311,14 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
     features = out_dir / FEATURES_FILE
     attrs = {"model": state["model"], "checkpoint_sha256": digest,
              "dataset": name, "dataset_sha256": prepared.dataset_hash(), "split": split,
-             "protocol": protocol, "run": run.resolve().name}
+             "protocol": protocol, "run": run.resolve().name, "on_bad_image": on_bad_image}
+    bad = BadImages(on_bad_image, out_dir / BAD_IMAGES_FILE)
     if not _cached(features, attrs):
         from geobench.train import distributed as dist
         from geobench.train.embedfile import embed_to_features
+
+        if int(os.environ.get("RANK", "0") or 0) == 0:
+            bad.reset()  # a fresh embedding writes a fresh list
 
         ctx = dist.setup(device)
         try:
@@ -297,7 +326,7 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
             written = embed_to_features(model, prepared, split, protocol, features, attrs,
                                         batch_size=batch_size, device=ctx.device,
                                         workers=workers, amp=amp, ctx=ctx,
-                                        dtype=_dtype(features_dtype))
+                                        dtype=_dtype(features_dtype), bad=bad)
         finally:
             dist.teardown(ctx)
         if written is None:
@@ -310,7 +339,13 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
                              "data": str(Path(data).resolve()), "device": device,
                              "amp": amp, "selected_on": (state.get("best") or {}).get("split", "")},
                       **_row_record(run, state))
-    return evaluate_features(features, out_dir, replace(options, protocol=protocol), prov, scorer)
+    summary = evaluate_features(features, out_dir, replace(options, protocol=protocol), prov,
+                                scorer)
+    skipped = read_bad_images(bad.log)
+    if skipped:
+        summary.notes.append(f"skipped {len(skipped)} unreadable image(s) (--on-bad-image skip); "
+                             f"they are listed in {bad.log}")
+    return summary
 
 
 def _dtype(name: str) -> Any:

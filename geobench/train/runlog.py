@@ -34,3 +34,23 @@ def write_log(run: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     path = Path(run) / LOG_FILE
     write_text(path, buf.getvalue())
     return path
+
+
+def epoch_line(model: str, row: dict[str, Any], total_steps: int) -> None:
+    """One line per epoch on stderr when it is not a terminal (CI logs, nohup).
+
+    A terminal has the progress bar; a log file would otherwise show nothing until the end.
+    `--quiet` silences it like the bar.
+    """
+    import sys
+
+    from geobench.progress import is_quiet
+
+    if is_quiet() or sys.stderr.isatty():
+        return
+    parts = [f"epoch {row['epoch']}", f"step {row['step']}/{total_steps}",
+             f"loss {row['loss']:.4f}", f"lr {row['lr']:.3g}",
+             f"{row['images_per_s']:.1f} img/s"]
+    parts += [f"{k} {row[k]:.2f}" for k in ("r@1", "r@5", "r@10", "r@1%")
+              if isinstance(row.get(k), (int, float))]
+    print(f"train {model}: " + ", ".join(parts), file=sys.stderr, flush=True)

@@ -199,8 +199,12 @@ def _image(t: Tile, height: int, polar_strip: bool) -> np.ndarray | None:
 
     if t.path is None or not Path(t.path).is_file():
         return None
-    img = cv2.imread(str(t.path), cv2.IMREAD_COLOR)
-    if img is None:
+    from geobench.errors import DataError
+    from geobench.imagefile import decode_image
+
+    try:  # a damaged file is drawn as missing, and libjpeg's raw warning stays silent
+        img = decode_image(t.path)
+    except DataError:
         return None
     img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     if polar_strip and t.kind != "query" and img.shape[0] == img.shape[1]:

@@ -17,7 +17,8 @@ from typing import Any
 
 from geobench.datasets.synthetic.difficulty import PRESETS, Difficulty, resolve_difficulty
 from geobench.datasets.synthetic.options import LAYOUTS, SyntheticOptions
-from geobench.errors import UsageError
+from geobench.datasets.synthetic.pool import remove_journals
+from geobench.errors import Interrupted, UsageError
 from geobench.fileio import write_json
 
 __all__ = ["SyntheticOptions", "Difficulty", "PRESETS", "LAYOUTS", "generate",
@@ -25,6 +26,7 @@ __all__ = ["SyntheticOptions", "Difficulty", "PRESETS", "LAYOUTS", "generate",
 
 GENERATOR_VERSION = "2"
 META_FILE = "synthetic.json"
+PARTIAL_FILE = ".partial.json"  # options of the run that writes a .partial folder
 
 
 def difficulty_of(options: SyntheticOptions) -> Difficulty:
@@ -76,27 +78,53 @@ def generate(options: SyntheticOptions) -> Path:
     out = Path(options.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not options.overwrite:
         raise UsageError(f"{out}: already exists and is not empty; choose another --out or "
-                         f"pass overwrite=True to replace it")
+                         f"pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    description = _describe(options, diff, n_test)
+    resumed = _reuse_partial(tmp, description)
     try:
         writer = {"cvusa": layouts.write_cvusa, "vigor": layout_vigor.write_vigor,
                   "vg": layouts.write_vg}[options.layout]
         rows = writer(options, diff, tmp, n_test)
         layouts.write_locations(tmp, rows)
-        write_json(tmp / META_FILE, _describe(options, diff, n_test))
+        write_json(tmp / META_FILE, description)
+        remove_journals(tmp)
+        (tmp / PARTIAL_FILE).unlink(missing_ok=True)
         if out.exists():
             trash = out.parent / f".{out.name}.old"
             shutil.rmtree(trash, ignore_errors=True)
             out.rename(trash)
             shutil.rmtree(trash, ignore_errors=True)
         tmp.rename(out)
+    except KeyboardInterrupt:
+        # Keep what is finished: every image is complete (written atomically) and recorded.
+        raise Interrupted(f"interrupted; the images finished so far are kept in {tmp}"
+                          f"{' (this run had resumed from it)' if resumed else ''}; re-run the "
+                          f"same command to continue from them") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _reuse_partial(tmp: Path, description: dict[str, Any]) -> bool:
+    """Resume into `tmp` if an interrupted run with identical options left it; else start
+    it empty. Returns whether a partial run is resumed."""
+    import json
+
+    marker = tmp / PARTIAL_FILE
+    try:
+        same = json.loads(marker.read_text(encoding="utf-8")) == json.loads(
+            json.dumps(description, default=str))
+    except (OSError, ValueError):
+        same = False
+    if same:
+        return True
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write_json(marker, description)
+    return False
 
 
 def prepare_synthetic(options: SyntheticOptions, ds: str | Path,

@@ -55,7 +55,8 @@ class SyntheticOptions:
     vg_crops: int = 4              # VG: database crops per place (evenly spaced headings)
     vg_hfov_deg: float = 90.0
     overwrite: bool = False
-    workers: int = 0               # rendering processes; 0: one per core (same bytes for any)
+    workers: int | None = None     # rendering processes; None: one per core, 0: none (in this
+                                   # process), as everywhere in geobench (same bytes for any)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -82,8 +83,9 @@ class SyntheticOptions:
         if self.ground_size is not None and (len(self.ground_size) != 2 or
                                              min(self.ground_size) < 8):
             raise UsageError(f"ground size {self.ground_size} must be (height, width) >= 8")
-        if not 0 <= int(self.workers) <= 256:
-            raise UsageError(f"--workers {self.workers} must lie in 0..256 (0: one per core)")
+        if self.workers is not None and not 0 <= int(self.workers) <= 256:
+            raise UsageError(f"--workers {self.workers} must lie in 0..256 (0: no worker "
+                             f"processes; leave it out for one per core)")
         if not 1 <= self.vg_crops <= 36 or not 10 <= self.vg_hfov_deg <= 170:
             raise UsageError("vg_crops must lie in 1..36 and vg_hfov_deg in [10, 170]")
 
