@@ -957,13 +957,12 @@ def demo_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Synthetic world → train a tiny model → evaluate → recall table and curve."""
-    from geobench.demo import DemoOptions, run_demo, validate
+    from geobench.demo import DemoOptions, run_demo
 
     preset = _difficulty(difficulty, preset, "easy")
     options = DemoOptions(out=out, model=model, preset=preset, pairs=pairs,
                           test_pairs=test_pairs, epochs=epochs, seed=seed)
-    validate(options)  # every option checked before anything is created or built
-    with claim_output(out, "demo"):
+    with claim_output(out, "demo"):  # run_demo checks every option before building anything
         summary = run_demo(options)
     rows = [[r["model"], *(f"{r[k]:.2f}" for k in ("r@1", "r@5", "r@10", "r@1%"))]
             for r in summary.rows]
