@@ -130,23 +130,30 @@ def _spec(path: Path, name: str, entry: Any) -> DatasetSpec:
     )
 
 
-def load_catalog(path: str | Path | None = None) -> dict[str, DatasetSpec]:
-    """Load and validate datasets.yaml; errors name the file and the offending entry."""
+def read_yaml(path: Path, schema: str, missing: str) -> dict[str, Any]:
+    """A YAML mapping whose `schema` key must equal `schema`; one-line errors name the
+    file (and the line of a syntax error). `missing`: the fix when the file is absent."""
     import yaml
 
-    path = Path(path) if path is not None else default_path()
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SchemaError(f"{path}: catalog not found; reinstall geobench or unset "
-                          f"GEOBENCH_CATALOG") from None
+        raise SchemaError(f"{path}: {missing}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise SchemaError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") != schema:
         found = data.get("schema") if isinstance(data, dict) else None
-        raise SchemaError(f"{path}: schema {found!r}, expected {SCHEMA!r}")
+        raise SchemaError(f"{path}: schema {found!r}, expected {schema!r}")
+    return data
+
+
+def load_catalog(path: str | Path | None = None) -> dict[str, DatasetSpec]:
+    """Load and validate datasets.yaml; errors name the file and the offending entry."""
+    path = Path(path) if path is not None else default_path()
+    data = read_yaml(path, SCHEMA, "catalog not found; reinstall geobench or unset "
+                                   "GEOBENCH_CATALOG")
     entries = data.get("datasets")
     if not isinstance(entries, dict) or not entries:
         raise SchemaError(f"{path}: no `datasets:` mapping found")

@@ -108,21 +108,11 @@ def _entry(path: Path, i: int, raw: Any) -> WeightsEntry:
 
 def load_weights_catalog(path: str | Path | None = None) -> dict[str, WeightsEntry]:
     """The validated catalog, by entry name; errors name the file and the entry."""
-    import yaml
+    from geobench.catalog import read_yaml
 
     path = Path(path) if path is not None else catalog_path()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SchemaError(f"{path}: weights catalog not found; fix GEOBENCH_WEIGHTS_CATALOG or "
-                          f"reinstall geobench") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise SchemaError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else None
-        raise SchemaError(f"{path}: schema {found!r}, expected {SCHEMA!r}")
+    data = read_yaml(path, SCHEMA, "weights catalog not found; fix GEOBENCH_WEIGHTS_CATALOG "
+                                   "or reinstall geobench")
     entries: dict[str, WeightsEntry] = {}
     for i, raw in enumerate(data.get("weights") or []):
         entry = _entry(path, i, raw)
