@@ -73,24 +73,24 @@ def test_parse_sets_builds_nested_yaml_values():
 def test_set_on_the_command_line_layers_over_card_and_yaml(world, tmp_path, invoke):
     name = register_test_model()
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text("lr: 0.001\nmodel_args: {width: 6, dim: 8}\n")
+    yaml_file.write_text("lr: 0.001\nmodel_args: {width: 8, dropout: 0.2}\n")
     out = tmp_path / "run"
     res = invoke("train", name, "--data", world, "--out", out, "--config", yaml_file, "--preset", "tiny",
                  "--max-steps", "1", "--workers", "0", "--eval-every", "0", "--quiet",
-                 "--set", "model_args.dim=12", "--set", "lr=0.002", "--set", "loss_args.gamma=5")
+                 "--set", "model_args.width=6", "--set", "lr=0.002", "--set", "loss_args.gamma=5")
     assert res.exit_code == 0, res.output
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["lr"] == 0.002 and cfg["sources"]["lr"] == "cli"
-    assert cfg["model_args"] == {"width": 6, "dim": 12} and cfg["loss_args"]["gamma"] == 5
-    assert cfg["variant"] == f"{name} width=6 dim=12" and cfg["preset"] == "tiny"
-    assert cfg["model_args_full"]["dropout"] == 0.1 and cfg["model_args_full"]["width"] == 6
+    assert cfg["model_args"] == {"width": 6, "dropout": 0.2} and cfg["loss_args"]["gamma"] == 5
+    assert cfg["variant"] == f"{name} width=6 dropout=0.2" and cfg["preset"] == "tiny"
+    assert cfg["model_args_full"]["dim"] == 16 and cfg["model_args_full"]["width"] == 6
     # The evaluation's files name the same row.
     res = invoke("eval", out, "--data", world, "--split", "test", "--protocol", "pairs", "--quiet")
     assert res.exit_code == 0, res.output
     from geobench.eval.results import read_metrics
 
     row = read_metrics(next(out.glob("eval/*/metrics.csv"))).iloc[0]
-    assert (row["variant"], row["preset"]) == (f"{name} width=6 dim=12", "tiny")
+    assert (row["variant"], row["preset"]) == (f"{name} width=6 dropout=0.2", "tiny")
     assert json.loads(row["model_args"]) == cfg["model_args_full"]
 
 
