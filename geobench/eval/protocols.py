@@ -53,28 +53,28 @@ def _add(protocol: Protocol) -> None:
 
 
 _add(Protocol("cvusa", "CVUSA test: ground panorama -> aerial, one positive per query",
-              ("ground",), ("aerial", "polar"), source="SAFA/DSM/Sample4Geo; datasets.md §1, §8"))
+              ("ground",), ("aerial", "polar"), source="SAFA/DSM/Sample4Geo"))
 _add(Protocol("cvact_val", "CVACT val: ground panorama -> aerial, same panoId (8,884 pairs)",
-              ("ground",), ("aerial", "polar"), source="SAFA/TransGeo; datasets.md §2.3"))
+              ("ground",), ("aerial", "polar"), source="SAFA/TransGeo"))
 _add(Protocol("cvact_test", "CVACT test: any aerial within 5 m (UTM) of the query counts",
               ("ground",), ("aerial", "polar"),
-              source="OriCNN RecallGeo.m; datasets.md §2.3"))
+              source="OriCNN RecallGeo.m"))
 for _name, _what in (("vigor_same", "same-area"), ("vigor_cross", "cross-area")):
     _add(Protocol(_name, f"VIGOR {_what}: R@K on the positive, hit rate with the semi-positives, "
                   "metre error of the top-1 centre", ("ground",), ("aerial",),
                   one_percent_rule="vigor", hit_rate=True, metre_error=True,
-                  source="VIGOR train_SAFA.py validate_top; datasets.md §3.5"))
+                  source="VIGOR train_SAFA.py validate_top"))
 _add(Protocol("u1652_d2s", "University-1652 drone -> satellite: R@K (CMC) and AP",
               ("drone",), ("aerial",), one_percent_rule="u1652", ap=True,
-              source="University1652-Baseline evaluate_gpu.py; datasets.md §4.2"))
+              source="University1652-Baseline evaluate_gpu.py"))
 _add(Protocol("u1652_s2d", "University-1652 satellite -> drone: R@K (CMC) and AP",
               ("aerial",), ("drone",), one_percent_rule="u1652", ap=True,
-              source="University1652-Baseline evaluate_gpu.py; datasets.md §4.2"))
+              source="University1652-Baseline evaluate_gpu.py"))
 _add(Protocol("vg25", "VG (Pitts, SF-XL, MSLS, Tokyo): any reference within 25 m; R@N over all "
               "queries", ks=(1, 5, 10, 20),
-              source="deep-visual-geo-localization-benchmark test.py; datasets.md §5.4"))
+              source="deep-visual-geo-localization-benchmark test.py"))
 _add(Protocol("pairs", "generic: the explicit positives of the features file or dataset",
-              source="DESIGN.md"))
+              source="geobench"))
 
 
 def protocol_names() -> list[str]:
