@@ -233,7 +233,7 @@ def test_cvusa_write_polar_default_and_its_errors(tmp_path, monkeypatch):
     want = polar_transform(cv2.imread(str(raw / "bingmap/19/0000001.jpg")), (8, 24))
     assert np.array_equal(cv2.imread(str(out / "polarmap/19/0000001.png")), want)
     (raw / "bingmap/19/0000002.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(DataError, match=r"CVUSA/bingmap/19/0000002\.jpg: unreadable image"):
+    with pytest.raises(DataError, match=r"CVUSA/bingmap/19/0000002\.jpg: damaged image"):
         write_polar(raw, out, [("bingmap/19/0000002.jpg", "p.png")], (8, 24))
     monkeypatch.setattr(cv2, "imwrite", lambda *a, **k: False)
     with pytest.raises(DataError, match=r"out/p\.png: could not write the polar image"):

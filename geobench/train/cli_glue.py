@@ -100,8 +100,10 @@ class _PaperSizeOnCpu:
             self._announce()
             self.t0 = (time.perf_counter(), info.step)
             return
+        from geobench.progress import is_quiet
+
         done = info.step - self.t0[1]
-        if self.told or done < self.ETA_AFTER_STEPS:
+        if self.told or done < self.ETA_AFTER_STEPS or is_quiet():  # the ETA is progress
             return
         self.told = True
         per_step = (time.perf_counter() - self.t0[0]) / done
