@@ -33,9 +33,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,9 @@ class BenchRow:
     target: str
     params: str = ""
     error: str = ""
+    # per-repetition judged numbers (ratio, else value), each from a floor and a measurement
+    # timed next to each other; the regression gate's evidence (empty: one measurement)
+    samples: tuple[float, ...] = ()
 
     @property
     def direction(self) -> str | None:
@@ -120,7 +124,8 @@ class BenchRow:
 
     def as_dict(self) -> dict[str, Any]:
         out = {f: getattr(self, f) for f in FIELDS}
-        out.update(status=self.status, params=self.params, error=self.error)
+        out.update(status=self.status, params=self.params, error=self.error,
+                   samples=" ".join(f"{x:.6g}" for x in self.samples))
         return out
 
     @classmethod
@@ -150,13 +155,25 @@ class BenchRow:
             nums["ratio"] = nums["value"] / nums["floor"]
         target = str(data.get("target") or "")
         parse_target(target)
-        extra = {k: v for k, v in data.items() if k not in FIELDS + ("params", "status")}
+        samples = data.get("samples") or ()
+        if isinstance(samples, str):
+            samples = samples.split()
+        try:
+            samples = tuple(float(x) for x in samples)
+        except (TypeError, ValueError):
+            raise ValueError(f"row {data.get('case')!r}: samples={samples!r} are not numbers") \
+                from None
+        if not all(math.isfinite(x) for x in samples):
+            raise ValueError(f"row {data.get('case')!r}: samples hold a non-finite number")
+        extra = {k: v for k, v in data.items()
+                 if k not in FIELDS + ("params", "status", "samples")}
         params = str(data.get("params") or "")
         if extra:
             params = ";".join(filter(None, [params] + [f"{k}={v}" for k, v in extra.items()]))
         return cls(stage=row_stage, case=str(data["case"]), metric=str(data["metric"]),
                    value=nums["value"], floor=nums["floor"], ratio=nums["ratio"],
-                   unit=str(data.get("unit") or ""), target=target, params=params)
+                   unit=str(data.get("unit") or ""), target=target, params=params,
+                   samples=samples)
 
     @classmethod
     def failure(cls, stage: str, message: str, case: str = "-") -> BenchRow:
@@ -165,11 +182,21 @@ class BenchRow:
 
 
 def make_row(stage: str, case: str, metric: str, value: float, floor: float | None,
-             unit: str, target: str = "", **params: Any) -> dict[str, Any]:
-    """A row dict in the contract above; ratio = value / floor when there is a floor."""
+             unit: str, target: str = "", samples: Sequence[float] | None = None,
+             **params: Any) -> dict[str, Any]:
+    """A row dict in the contract above; ratio = value / floor when there is a floor.
+
+    `samples`: the judged number of each repetition (per-pair ratios from
+    `Timings.ratios`); the row's ratio is then their median, so the printed ratio is the
+    centre the regression gate compares.
+    """
     ratio = value / floor if floor not in (None, 0) and value is not None else None
+    if samples:
+        samples = [float(x) for x in samples]
+        if floor is not None:
+            ratio = statistics.median(samples)
     row = dict(stage=stage, case=case, metric=metric, value=value, floor=floor, ratio=ratio,
-               unit=unit, target=target)
+               unit=unit, target=target, samples=list(samples or ()))
     row.update(params)
     return row
 
@@ -246,23 +273,108 @@ def timeit(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1, number: int 
     return min(time_samples(fn, repeat=repeat, warmup=warmup, number=number))
 
 
-def interleaved(fns: Mapping[str, Callable[[], Any]], repeat: int = 5,
-                warmup: int = 1) -> dict[str, float]:
-    """Best-of-N seconds for several functions timed in alternation (ABAB...).
+class Timings(dict):
+    """Median seconds per call by name, plus every repetition in `.samples[name]`."""
 
-    Alternating floor and measurement makes both see the same background load, which
-    keeps their ratio steady when other processes come and go.
+    samples: dict[str, list[float]]
+
+    def ratios(self, numerator: str, denominator: str) -> list[float]:
+        """Per-repetition ratios of two functions timed next to each other (pairs)."""
+        return [a / b for a, b in zip(self.samples[numerator], self.samples[denominator])
+                if b > 0]
+
+
+def cpu_clock() -> Callable[[], float]:
+    """The clock for in-process timings: CPU time of this process on one bench thread.
+
+    On a shared machine a one-thread computation is descheduled for random stretches;
+    wall time counts them, CPU time does not, so floor and measurement differ only by the
+    work they do (what a regression changes). With several threads CPU time would count
+    idle spinning, so wall time is used; code that works in child processes (worker
+    pools) must pass `clock=time.perf_counter` itself.
     """
-    for fn in fns.values():
+    return time.process_time if bench_threads() == 1 else time.perf_counter
+
+
+def interleaved(fns: Mapping[str, Callable[[], Any]], repeat: int = 5, warmup: int = 1,
+                min_seconds: float = 0.0,
+                clock: Callable[[], float] | None = None) -> Timings:
+    """Seconds per call of several functions timed in alternation, `repeat` rounds.
+
+    Alternating floor and measurement makes both see the same background load, so the
+    ratio within one round is steady even when other processes come and go; the order
+    flips every round (ABBA) so a slow drift favours neither. With `min_seconds`, each
+    timed sample loops a function enough times to last about that long (sub-millisecond
+    calls are otherwise dominated by timer and scheduler jitter). Returns the median per
+    call and, in `.samples`, every round, for `make_row(samples=t.ratios(a, b))`.
+    `clock`: default `cpu_clock()`.
+    """
+    now = clock or cpu_clock()
+    number = {name: 1 for name in fns}
+    for name, fn in fns.items():
         for _ in range(max(0, warmup)):
             fn()
-    best = {name: math.inf for name in fns}
-    for _ in range(max(1, repeat)):
-        for name, fn in fns.items():
-            start = time.perf_counter()
+        if min_seconds > 0:
+            start = now()
             fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            once = max(now() - start, 1e-7)
+            number[name] = max(1, math.ceil(min_seconds / once))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for round_ in range(max(1, repeat)):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            fn, n = fns[name], number[name]
+            start = now()
+            for _ in range(n):
+                fn()
+            samples[name].append((now() - start) / n)
+    out = Timings({name: statistics.median(v) for name, v in samples.items()})
+    out.samples = samples
+    return out
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def selected(case: str) -> bool:
+    """Whether this case is wanted: $GEOBENCH_BENCH_ROWS (set by `--rows REGEX`) searched in
+    the case name, else everything. Stages skip unwanted cases before measuring them, so a
+    re-measurement or a narrowed run costs only the rows it needs."""
+    pattern = os.environ.get("GEOBENCH_BENCH_ROWS", "")
+    if not pattern:
+        return True
+    import re
+
+    return re.search(pattern, case) is not None
+
+
+def planted(case: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """fn, made FACTOR times slower when $GEOBENCH_BENCH_PLANT is "FACTOR:REGEX" matching case.
+
+    Used only by benchmarks/prove_gate.py to show the regression gate detects a known
+    slowdown. The extra cost is CPU work (a spin on this process's CPU clock for
+    FACTOR-1 times what the call itself used), so under load it stretches like real
+    code does, unlike a sleep.
+    """
+    spec = os.environ.get("GEOBENCH_BENCH_PLANT", "")
+    if not spec:
+        return fn
+    import re
+
+    factor_text, _, pattern = spec.partition(":")
+    if pattern and re.search(pattern, case) is None:
+        return fn
+    extra = float(factor_text) - 1.0
+
+    def slower() -> Any:
+        start = time.process_time()
+        result = fn()
+        until = time.process_time() + extra * (time.process_time() - start)
+        while time.process_time() < until:
+            pass
+        return result
+
+    return slower
 
 
 # --------------------------------------------------------------------------- memory
@@ -343,6 +455,6 @@ def peak_rss_subprocess(fn: Callable[..., Any], *args: Any, n_threads: int | Non
 __all__ = [
     "STAGES", "STAGE_ISSUES", "STAGE_MODULES", "FIELDS", "MB", "BenchRow", "PeakMemory",
     "parse_target", "make_row", "bench_threads", "set_threads", "threads", "timeit",
-    "time_samples", "interleaved", "current_rss", "peak_rss", "reset_peak_rss",
+    "time_samples", "interleaved", "Timings", "cpu_clock", "selected", "planted", "current_rss", "peak_rss", "reset_peak_rss",
     "peak_rss_subprocess",
 ]

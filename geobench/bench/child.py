@@ -62,10 +62,10 @@ def _work(job: tuple) -> Any:
         from geobench.bench.collect import _stage_rows
         from geobench.progress import set_quiet
 
-        _, stage, module_name, quick, n_threads, quiet = job
+        _, stage, module_name, quick, n_threads, quiet, rows_re = job
         set_quiet(quiet)
         set_threads(n_threads)
-        return _stage_rows(stage, module_name, quick)
+        return _stage_rows(stage, module_name, quick, rows_re)
     if kind == "call":
         _, fn, args, kwargs, n_threads = job
         set_threads(n_threads)

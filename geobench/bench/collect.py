@@ -31,6 +31,7 @@ class BenchOptions:
     isolate: bool = True  # one child process per stage
     timeout_s: float | None = None  # per stage, isolated mode only
     quiet: bool = False
+    rows: str | None = None  # regular expression: measure only cases it matches (--rows)
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,31 @@ def resolve_stages(text: str) -> tuple[str, ...]:
     return tuple(s for s in STAGES if s in names)
 
 
-def _stage_rows(stage: str, modules: str | tuple[str, ...],
-                quick: bool) -> tuple[list[BenchRow], str]:
-    """Run every module of one stage here; never raises (failures become error rows)."""
+def _stage_rows(stage: str, modules: str | tuple[str, ...], quick: bool,
+                rows_re: str | None = None) -> tuple[list[BenchRow], str]:
+    """Run every module of one stage here; never raises (failures become error rows).
+
+    With `rows_re`, stages skip the cases it does not match (`geobench.bench.selected`),
+    and rows of modules that measure everything anyway are dropped here.
+    """
+    import re
+
     rows: list[BenchRow] = []
     tracebacks = []
-    for module_name in (modules,) if isinstance(modules, str) else modules:
-        more, tb = _module_rows(stage, module_name, quick)
-        rows += more
-        if tb:
-            tracebacks.append(tb)
+    previous = os.environ.get("GEOBENCH_BENCH_ROWS")
+    os.environ["GEOBENCH_BENCH_ROWS"] = rows_re or ""
+    try:
+        for module_name in (modules,) if isinstance(modules, str) else modules:
+            more, tb = _module_rows(stage, module_name, quick)
+            rows += [r for r in more if not rows_re or r.status == "error"
+                     or re.search(rows_re, r.case)]
+            if tb:
+                tracebacks.append(tb)
+    finally:
+        if previous is None:
+            os.environ.pop("GEOBENCH_BENCH_ROWS", None)
+        else:
+            os.environ["GEOBENCH_BENCH_ROWS"] = previous
     seen: set[tuple[str, str, str]] = set()
     for row in list(rows):
         if row.status != "error" and row.key in seen:
@@ -127,7 +143,7 @@ def _module_rows(stage: str, module_name: str, quick: bool) -> tuple[list[BenchR
         if raw is None or isinstance(raw, (str, bytes, dict)):
             raise ValueError(f"run() returned {type(raw).__name__}, expected a list of dicts")
         rows = [BenchRow.from_dict(r, stage) for r in raw]
-        if not rows:
+        if not rows and not os.environ.get("GEOBENCH_BENCH_ROWS"):  # --rows may skip all
             raise ValueError("run() returned no rows")
     except ValueError as exc:
         return [BenchRow.failure(stage, f"{module_name}.run returned a malformed row: {exc}")], ""
@@ -138,7 +154,7 @@ def _run_isolated(stage: str, module_name: str | tuple[str, ...], options: Bench
                   n_threads: int) -> tuple[list[BenchRow], str]:
     from geobench.bench.child import ChildFailed, run_in_child
 
-    job = ("stage", stage, module_name, options.quick, n_threads, options.quiet)
+    job = ("stage", stage, module_name, options.quick, n_threads, options.quiet, options.rows)
     try:
         return run_in_child(job, timeout=options.timeout_s)
     except ChildFailed as exc:
@@ -169,6 +185,7 @@ def machine_meta(options: BenchOptions, n_threads: int) -> dict[str, Any]:
         "threads": n_threads,
         "quick": options.quick,
         "stages": ",".join(options.stages),
+        "rows": options.rows or "",
         "isolated": options.isolate,
         "versions": versions,
         "loadavg_start": _loadavg(),
@@ -197,7 +214,7 @@ def collect(options: BenchOptions) -> BenchRun:
             rows, tb = _run_isolated(stage, module_name, options, n_threads)
         else:
             set_threads(n_threads)
-            rows, tb = _stage_rows(stage, module_name, options.quick)
+            rows, tb = _stage_rows(stage, module_name, options.quick, options.rows)
         seconds = time.perf_counter() - start
         results.append(StageResult(stage, tuple(rows), seconds, tb))
         if not options.quiet:

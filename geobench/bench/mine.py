@@ -62,9 +62,10 @@ def run(quick: bool) -> list[dict]:
     n_links = int(links.indptr[-1])
     best = interleaved({"grid": lambda: radius_links(q, r, RADIUS),
                         "kdtree": lambda: kdtree_pairs(q, r, RADIUS)},
-                       repeat=2 if quick else 3, warmup=0)
+                       repeat=7 if quick else 5, warmup=1)
     rows.append(make_row(STAGE, f"radius search utm {case}", "time", best["grid"],
-                         best["kdtree"], "s", "<=2.0", links=n_links,
+                         best["kdtree"], "s", "<=2.0", samples=best.ratios("grid", "kdtree"),
+                         links=n_links,
                          no_positive=len(links.without_links()),
                          note="floor = scipy cKDTree.sparse_distance_matrix"))
     mem = peak_rss_subprocess(mine_case, q, r, RADIUS)

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from geobench.bench import MB, bench_threads, interleaved, make_row, peak_rss_subprocess
+from geobench.bench import MB, bench_threads, interleaved, make_row, peak_rss_subprocess, selected
 
 STAGE = "models"
 # What a model may cost over its bare backbone (throughput ratio >= , memory ratio <=).
@@ -108,7 +108,8 @@ def _case(name: str, preset: str | None, model: Any, batch: int, device: str) ->
     return f"{name} {preset or 'paper'} ({sizes}) b={batch} {device}"
 
 
-def _measure(name: str, preset: str | None, batch: int, device: str, repeat: int, memory: bool) -> list[dict]:
+def _measure(name: str, preset: str | None, batch: int, device: str, repeat: int, memory: bool,
+             min_seconds: float = 0.0) -> list[dict]:
     import torch
 
     from geobench.models import build_model
@@ -118,8 +119,10 @@ def _measure(name: str, preset: str | None, batch: int, device: str, repeat: int
     model = build_model(name, preset=preset).to(device)
     if gpu:
         model = model.to(memory_format=torch.channels_last)
-    q, r = _inputs(model, batch, device, gpu)
     case = _case(name, preset, model, batch, "cuda amp channels-last" if gpu else "cpu")
+    if not selected(case):
+        return []
+    q, r = _inputs(model, batch, device, gpu)
     images = 2 * batch
     extra = {"device": device, "threads": bench_threads(), "params_m": model.card.params_m}
     # Bounds apply at paper size; at tiny size a micro backbone makes any head look costly.
@@ -127,12 +130,13 @@ def _measure(name: str, preset: str | None, batch: int, device: str, repeat: int
     rows = []
     for train, metric, target in ((False, "forward", targets[0]), (True, "forward+backward", targets[1])):
         model.train(train)
-        best = interleaved({
+        t = interleaved({
             "floor": _step_fn(model, _bare, q, r, train, gpu),
             "model": _step_fn(model, _full, q, r, train, gpu),
-        }, repeat=repeat, warmup=1)
-        rows.append(make_row(STAGE, case, f"{metric} throughput", images / best["model"],
-                             images / best["floor"], "img/s", target, **extra))
+        }, repeat=repeat, warmup=1, min_seconds=min_seconds)
+        rows.append(make_row(STAGE, case, f"{metric} throughput", images / t["model"],
+                             images / t["floor"], "img/s", target,
+                             samples=t.ratios("floor", "model"), **extra))
     if gpu:
         peaks = {}
         for label, run in (("floor", _bare), ("model", _full)):
@@ -168,8 +172,10 @@ def run(quick: bool) -> list[dict]:
         plan += [(n, None, 16, "cuda") for n in names]
     rows: list[dict] = []
     for name, preset, batch, device in track(plan, "benchmarking models"):
-        repeat = 1 if quick and preset is None else (
-            2 if quick or (preset is None and device == "cpu") else 3)
+        # enough (floor, model) pairs per row for the regression gate's statistics; tiny
+        # models loop each sample to ~50 ms so a millisecond call is not all jitter
+        repeat = 3 if quick and preset is None else 5
         memory = not quick or preset == "tiny"
-        rows += _measure(name, preset, batch, device, repeat, memory)
+        rows += _measure(name, preset, batch, device, repeat, memory,
+                         min_seconds=0.05 if preset == "tiny" else 0.0)
     return rows

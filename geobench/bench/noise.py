@@ -1,9 +1,12 @@
-"""A baseline with per-row tolerances from the run-to-run noise of repeated benchmark runs.
+"""A baseline from repeated benchmark runs: every row's repetitions, kept per run.
 
-Given N bench.csv files of the same command on the same machine, each row's baseline is
-the median of its judged number (ratio, or value for floorless rows) and its tolerance is
-`margin` times the largest relative deviation seen in either direction, never below
-`minimum`, rounded up to 5%. `benchmarks/make_baseline.py` is the command around it.
+Given N bench.csv files of the same command on the same machine, each baseline row holds
+the samples of all N runs (`samples`, runs separated by "|"), its judged number is their
+median, and `noise` is the smallest worsening the gate can tell from run-to-run noise for
+that row (`geobench.bench.stats`, Z run-level standard errors, as seen by a check run as
+noisy as the baseline's runs). `tolerance` is the gate factor - 1: the size of change that
+matters, the same for every row unless given. `benchmarks/make_baseline.py` is the
+command around it.
 """
 from __future__ import annotations
 
@@ -13,14 +16,25 @@ from dataclasses import replace
 from pathlib import Path
 
 from geobench.bench import BenchRow
-from geobench.bench.check import BaselineRow, read_baseline
+from geobench.bench.check import DEFAULT_TOLERANCE, BaselineRow, read_baseline
 from geobench.bench.output import CSV_COLUMNS, write_csv
+from geobench.bench.stats import Z, format_samples, run_sigma
 from geobench.errors import UsageError
 
+BASELINE_COLUMNS = CSV_COLUMNS + ("tolerance", "noise", "runs")
 
-def noise_baseline(paths: list[str | Path], margin: float = 2.0,
-                   minimum: float = 0.25) -> list[tuple[BaselineRow, float, int]]:
-    """Return (baseline row with tolerance, observed max relative deviation, n runs)."""
+
+def detectable(runs: list[list[float]]) -> float:
+    """Smallest relative worsening a check run as noisy as these runs can detect."""
+    k = len(runs)
+    if any(x <= 0 for run in runs for x in run):
+        return 0.0
+    return math.expm1(Z * run_sigma(runs) * math.sqrt(1 + 1 / k))
+
+
+def noise_baseline(paths: list[str | Path], tolerance: float = DEFAULT_TOLERANCE,
+                   ) -> list[tuple[BaselineRow, float, int]]:
+    """Return (baseline row with its runs' samples, detectable change, n runs) per row."""
     if len(paths) < 2:
         raise UsageError("give at least two bench.csv files of the same command to measure "
                          "run-to-run noise")
@@ -36,15 +50,12 @@ def noise_baseline(paths: list[str | Path], margin: float = 2.0,
     out = []
     for key in order:
         rows = seen[key]
-        numbers = [r.judged for r in rows if r.judged is not None]
+        per_run = [list(r.samples) or [r.judged] for r in rows if r.judged is not None]
         last = rows[-1]
-        if not numbers:
-            out.append((BaselineRow(last, None), math.nan, len(rows)))
+        if not per_run:
+            out.append((BaselineRow(last, tolerance), math.nan, len(rows)))
             continue
-        mid = statistics.median(numbers)
-        spread = max(abs(x - mid) / abs(mid) if mid else abs(x - mid) for x in numbers)
-        tol = max(minimum, margin * spread)
-        tol = math.ceil(tol * 20 - 1e-9) / 20  # up to the next 5%
+        mid = statistics.median([x for run in per_run for x in run])
         if last.ratio is not None:
             floors = [r.floor for r in rows if r.floor is not None]
             floor = statistics.median(floors) if floors else last.floor
@@ -52,16 +63,19 @@ def noise_baseline(paths: list[str | Path], margin: float = 2.0,
                           value=None if floor is None else mid * floor)
         else:
             row = replace(last, value=mid)
-        out.append((BaselineRow(row, tol), spread, len(rows)))
+        row = replace(row, samples=())
+        entry = BaselineRow(row, tolerance, tuple(tuple(r) for r in per_run))
+        out.append((entry, detectable(per_run), len(rows)))
     return out
 
 
 def write_baseline(entries: list[tuple[BaselineRow, float, int]], path: str | Path) -> None:
-    """A bench.csv plus `tolerance`, `noise` (max relative deviation seen) and `runs` columns."""
+    """A bench.csv plus `tolerance`, `noise` (detectable change) and `runs` columns; the
+    `samples` column holds every run's repetitions."""
     records = []
     for entry, spread, n in entries:
         rec = entry.row.as_dict()
         rec.update(tolerance=entry.tolerance, noise=None if math.isnan(spread) else spread,
-                   runs=n)
+                   runs=n, samples=format_samples(entry.runs))
         records.append(rec)
-    write_csv(Path(path), CSV_COLUMNS + ("tolerance", "noise", "runs"), records)
+    write_csv(Path(path), BASELINE_COLUMNS, records)

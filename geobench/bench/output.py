@@ -11,9 +11,11 @@ from geobench.bench.check import CheckResult
 from geobench.bench.collect import BenchRun
 from geobench.fileio import atomic_open, atomic_path
 
-CSV_COLUMNS = FIELDS + ("status", "params", "error")
+CSV_COLUMNS = FIELDS + ("status", "params", "error", "samples")
 CHECK_COLUMNS = ("stage", "case", "metric", "target", "baseline", "current", "change",
-                 "tolerance", "verdict")
+                 "tolerance", "detectable", "p_value", "n_baseline", "n_current", "again",
+                 "verdict")
+CHECK_NUMBERS = ("baseline", "current", "change", "tolerance", "detectable", "p_value", "again")
 
 
 def _cell(value: Any) -> Any:
@@ -53,6 +55,11 @@ def write_h5(path: Path, run: BenchRun, check: CheckResult | None) -> None:
             if col in ("value", "floor", "ratio"):
                 rows.create_dataset(col, data=np.array(
                     [np.nan if v is None else v for v in values], dtype=np.float64))
+            elif col == "samples":  # the repetitions, one variable-length array per row
+                data = rows.create_dataset(col, (len(run.rows),),
+                                           dtype=h5py.vlen_dtype(np.float64))
+                for i, row in enumerate(run.rows):
+                    data[i] = np.asarray(row.samples, dtype=np.float64)
             else:
                 rows.create_dataset(col, data=[str(v) for v in values], dtype=text)
         stages = h5.create_group("stages")
@@ -68,7 +75,7 @@ def write_h5(path: Path, run: BenchRun, check: CheckResult | None) -> None:
             group.attrs["failed"] = len(check.failed)
             for col in CHECK_COLUMNS:
                 values = [getattr(line, col) for line in check.lines]
-                if col in ("baseline", "current", "change", "tolerance"):
+                if col in CHECK_NUMBERS:
                     group.create_dataset(col, data=np.array(
                         [np.nan if v is None else v for v in values], dtype=np.float64))
                 else:
@@ -94,7 +101,8 @@ def read_bench_h5(path: str | Path) -> list[BenchRow]:
 
     with h5py.File(path, "r") as h5:
         g = h5["rows"]
-        cols = {c: g[c][()] for c in CSV_COLUMNS}
+        cols = {c: g[c][()] for c in CSV_COLUMNS if c in g}
+
     def text(c: str, i: int) -> str:
         v = cols[c][i]
         return v.decode() if isinstance(v, bytes) else str(v)
@@ -106,7 +114,9 @@ def read_bench_h5(path: str | Path) -> list[BenchRow]:
     return [BenchRow(stage=text("stage", i), case=text("case", i), metric=text("metric", i),
                      value=num("value", i), floor=num("floor", i), ratio=num("ratio", i),
                      unit=text("unit", i), target=text("target", i), params=text("params", i),
-                     error=text("error", i))
+                     error=text("error", i),
+                     samples=tuple(float(x) for x in cols["samples"][i]) if "samples" in cols
+                     else ())
             for i in range(len(cols["stage"]))]
 
 
@@ -120,7 +130,11 @@ def _fmt(value: float | None) -> str:
 
 STATUS_STYLE = {"pass": "green", "miss": "red", "info": "dim", "error": "bold red"}
 VERDICT_STYLE = {"ok": "green", "improved": "cyan", "regression": "bold red",
-                 "missing": "bold red", "new": "yellow", "skipped": "dim"}
+                 "missing": "bold red", "new": "yellow", "skipped": "dim",
+                 "noisy": "magenta", "unconfirmed": "yellow"}
+# the check table's columns (bench-check.csv has them all)
+CHECK_SHOWN = ("stage", "case", "metric", "baseline", "current", "again", "change",
+               "tolerance", "detectable", "p_value", "verdict")
 
 
 def bench_table(rows: list[BenchRow], title: str = "geobench bench"):
@@ -160,21 +174,23 @@ def check_table(check: CheckResult, show_all: bool = False):
 
     table = Table(title=escape(f"regression check against {check.baseline_path}"),
                   title_justify="left")
-    for col in CHECK_COLUMNS:
+    for col in CHECK_SHOWN:
+        name = {"detectable": "noise", "p_value": "p", "again": "again"}.get(col, col)
         if col == "case":
-            table.add_column(col, ratio=1, overflow="fold")
+            table.add_column(name, ratio=1, overflow="fold")
         else:
-            table.add_column(col, no_wrap=True, justify="right" if col in (
-                "baseline", "current", "change", "tolerance") else "left")
+            table.add_column(name, no_wrap=True, justify="right" if col in CHECK_NUMBERS
+                             else "left")
     for line in check.lines:
         if not show_all and line.verdict in ("ok", "skipped"):
             continue
         style = VERDICT_STYLE.get(line.verdict, "")
         change = "" if line.change is None else f"{line.change:+.1%}"
+        noise = "" if line.detectable is None else f"{line.detectable:.0%}"
+        p = "" if line.p_value is None else f"{line.p_value:.2g}"
         table.add_row(escape(line.stage), escape(line.case), escape(line.metric),
-                      escape(line.target), _fmt(line.baseline),
-                      _fmt(line.current), change, f"{line.tolerance:.0%}",
-                      f"[{style}]{line.verdict}[/]")
+                      _fmt(line.baseline), _fmt(line.current), _fmt(line.again), change,
+                      f"{line.tolerance:.0%}", noise, p, f"[{style}]{line.verdict}[/]")
     return table
 
 

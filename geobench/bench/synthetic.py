@@ -129,5 +129,5 @@ def run(quick: bool) -> list[dict]:
                                      aerial=part["aerial"], ground=part["ground"], note=note))
             rows.append(make_row(STAGE, f"cvusa-{resolution} render", "images_per_s_per_core",
                                  2.0 / part["pair_s"], None, "images/s", "",
-                                 samples=samples, note="one process, district already built"))
+                                 n_samples=samples, note="one process, district already built"))
     return rows
