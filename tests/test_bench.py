@@ -283,22 +283,23 @@ def test_cli_bench_usage_errors(fakes, invoke, tmp_path):
     assert not (tmp_path / "o").exists()  # nothing measured, nothing written
 
 
-def test_noise_baseline_sets_tolerance_from_spread(tmp_path):
+def test_noise_baseline_keeps_every_run(tmp_path):
     from geobench.bench.noise import noise_baseline, write_baseline
 
     paths = [_baseline(tmp_path / f"r{i}", _rows(slow)) for i, slow in
              enumerate((1.0, 1.1, 0.95))]
-    entries = noise_baseline(paths, margin=2.0, minimum=0.15)
-    (mm, tol_mm, n), (tp, tol_tp, _), (info, _, _) = [(e.row, e.tolerance, n)
-                                                      for e, _, n in entries]
+    entries = noise_baseline(paths, tolerance=0.2)
+    (mm, _, n), (tp, _, _), (info, _, _) = [(e.row, e.tolerance, n) for e, _, n in entries]
     assert n == 3 and mm.ratio == pytest.approx(1.1) and tp.ratio == pytest.approx(0.9)
-    assert tol_mm == pytest.approx(0.2)  # max deviation 10% x 2
     assert info.ratio is None and info.value == pytest.approx(7.0)
+    assert entries[0][0].runs == ((1.1,), (1.21,), (1.045,))
+    assert 0.2 < entries[0][1] < 1.0  # three runs 15% apart: only big changes are detectable
     write_baseline(entries, tmp_path / "base.csv")
     base = read_baseline(tmp_path / "base.csv")
-    assert [b.tolerance for b in base] == [tol_mm, tol_tp, entries[2][0].tolerance]
+    assert [b.tolerance for b in base] == [0.2, 0.2, 0.2]
+    assert [b.runs for b in base] == [e.runs for e, _, _ in entries]
     assert not check_rows(_rows(1.2), base).failed
-    assert check_rows(_rows(1.5), base).failed
+    assert check_rows(_rows(2.0), base).failed
 
 
 def test_stage_from_several_modules_and_duplicate_rows(fakes):

@@ -130,7 +130,9 @@ def compare(direction: str, baseline_runs: Sequence[Sequence[float]],
     se = math.sqrt(sigma_base ** 2 / k + sigma_now ** 2)
     delta = sign * (math.log(c) - math.log(b))
     p_worse = p_better = None
-    if len(current) >= MIN_SAMPLES and len(base_all) >= MIN_SAMPLES:
+    # the rank test only where it can reach ALPHA at all (3 vs 3 samples cannot: 1/20)
+    if len(current) >= MIN_SAMPLES and len(base_all) >= MIN_SAMPLES and \
+            1 / math.comb(len(current) + len(base_all), len(current)) < ALPHA / 2:
         high, low = (current, base_all) if sign > 0 else (base_all, current)
         p_worse, p_better = mann_whitney_p(high, low), mann_whitney_p(low, high)
     return Comparison(b, c, math.expm1(delta), math.expm1(Z * se), p_worse, p_better,
@@ -148,4 +150,4 @@ def parse_samples(text: str) -> list[list[float]]:
 
 
 def format_samples(runs: Sequence[Sequence[float]]) -> str:
-    return " | ".join(" ".join(f"{x:.4g}" for x in run) for run in runs if run)
+    return " | ".join(" ".join(f"{x:.6g}" for x in run) for run in runs if run)

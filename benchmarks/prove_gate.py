@@ -1,0 +1,127 @@
+"""Prove the benchmark regression gate: false alarms on unchanged code, detections of a
+planted slowdown.
+
+    python benchmarks/prove_gate.py --runs 10 --factors 1 1.3 2 --out gate-proof
+
+runs `geobench bench STAGE --quick --threads 1 --rows ROWS --check BASELINE` RUNS times for
+each factor, the factors interleaved (1, 1.3, 2, 1, 1.3, 2, ...) so all see the same
+background load. Factor 1 is the unchanged code: every failing run is a false alarm.
+Other factors plant a slowdown of that size in the row matched by --plant, through
+$GEOBENCH_BENCH_PLANT (`geobench.bench.planted`: extra CPU work proportional to the
+call's own; nothing but this script sets it): a run counts as a detection when that row
+is a confirmed regression. Writes DIR/proof.csv (one line per run) and DIR/proof.md (the
+summary table) and prints the summary.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_ROWS = r"^deform_conv2d v2 mcgra 2ch 7x39 k5 B=32 fwd"
+DEFAULT_PLANT = r"^deform_conv2d v2 mcgra 2ch 7x39 k5 B=32 fwd\+bwd$"
+PLANT_METRIC = "time"
+
+
+def one_run(args: argparse.Namespace, factor: float, folder: Path) -> dict:
+    env = dict(os.environ)
+    env.pop("GEOBENCH_BENCH_PLANT", None)
+    if factor != 1:
+        env["GEOBENCH_BENCH_PLANT"] = f"{factor:g}:{args.plant}"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "geobench", "bench", args.stage, "--quick",
+                           "--quiet", "--threads", "1", "--rows", args.rows, "--check",
+                           args.baseline, "--out", str(folder)], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    with open(folder / "bench-check.csv", newline="", encoding="utf-8") as handle:
+        lines = list(csv.DictReader(handle))
+    import re
+
+    import h5py
+
+    with h5py.File(folder / "bench.h5", "r") as h5:
+        load = max(float(h5.attrs["loadavg_start"]), float(h5.attrs["loadavg_end"]))
+    planted = [ln for ln in lines if re.search(args.plant, ln["case"])
+               and ln["metric"] == PLANT_METRIC]
+    mark = planted[0] if planted else {}
+    return {
+        "factor": factor, "exit": proc.returncode, "seconds": round(seconds, 1),
+        "load": load,
+        "failing": ";".join(f"{ln['case']}/{ln['metric']}" for ln in lines
+                            if ln["verdict"] in ("regression", "missing")),
+        "unconfirmed": sum(ln["verdict"] == "unconfirmed" for ln in lines),
+        "noisy": sum(ln["verdict"] == "noisy" for ln in lines),
+        "gated": sum(ln["verdict"] not in ("skipped", "new") for ln in lines),
+        "planted_verdict": mark.get("verdict", ""),
+        "planted_change": mark.get("change", ""),
+        "planted_detectable": mark.get("detectable", ""),
+        "error": "" if proc.returncode in (0, 1) else proc.stderr.strip().splitlines()[-1:],
+    }
+
+
+def summary(records: list[dict], factors: list[float]) -> str:
+    out = ["| planted slowdown | runs | failed runs | planted row flagged (confirmed) | "
+           "unconfirmed suspects | median change seen | median noise bound | load avg |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for f in factors:
+        recs = [r for r in records if r["factor"] == f]
+        if not recs:
+            continue
+        failed = sum(r["exit"] != 0 for r in recs)
+        hits = sum(r["planted_verdict"] == "regression" for r in recs)
+        changes = [float(r["planted_change"]) for r in recs if r["planted_change"] != ""]
+        bounds = [float(r["planted_detectable"]) for r in recs if r["planted_detectable"] != ""]
+        loads = [r["load"] for r in recs]
+        label = "none (unchanged code)" if f == 1 else f"{f:g}x"
+        flagged = "—" if f == 1 else f"{hits}/{len(recs)}"
+        change = f"{statistics.median(changes):+.0%}" if changes else ""
+        bound = f"{statistics.median(bounds):.0%}" if bounds else ""
+        out.append(f"| {label} | {len(recs)} | {failed} | {flagged} | "
+                   f"{sum(r['unconfirmed'] for r in recs)} | {change} | {bound} | "
+                   f"{min(loads):.1f}–{max(loads):.1f} |")
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10, help="check runs per factor")
+    parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 1.3, 2.0])
+    parser.add_argument("--stage", default="models")
+    parser.add_argument("--rows", default=DEFAULT_ROWS, help="--rows of each check run")
+    parser.add_argument("--plant", default=DEFAULT_PLANT,
+                        help="regular expression of the case that gets the slowdown")
+    parser.add_argument("--baseline", default="benchmarks/baseline/bench.csv")
+    parser.add_argument("--out", default="gate-proof")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(args.runs):
+        for factor in args.factors:
+            rec = one_run(args, factor, out / f"f{factor:g}-run{i}")
+            rec["run"] = i
+            records.append(rec)
+            print(f"run {i + 1}/{args.runs} factor {factor:g}: exit {rec['exit']}, planted row "
+                  f"{rec['planted_verdict'] or '-'} ({rec['planted_change'] or '-'}), "
+                  f"load {rec['load']:.1f}, {rec['seconds']:.0f} s", file=sys.stderr, flush=True)
+            if rec["error"]:
+                print(f"run failed: {rec['error']}", file=sys.stderr)
+                return 2
+    with open(out / "proof.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    table = summary(records, args.factors)
+    (out / "proof.md").write_text(table, encoding="utf-8")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
