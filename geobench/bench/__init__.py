@@ -47,7 +47,7 @@ STAGE_ISSUES: dict[str, int] = {"prep": 3, "mine": 3, "eval": 5, "models": 6, "t
 # The modules whose rows make up each stage, in order; tests point entries at fake modules.
 STAGE_MODULES: dict[str, str | tuple[str, ...]] = {s: f"geobench.bench.{s}" for s in STAGES}
 STAGE_MODULES["models"] = ("geobench.bench.models", "geobench.bench.deform", "geobench.bench.rerank")
-STAGE_MODULES["eval"] = ("geobench.bench.eval", "geobench.bench.ann")
+STAGE_MODULES["eval"] = ("geobench.bench.eval", "geobench.bench.ann", "geobench.bench.eval_peers")
 STAGE_MODULES["train"] = ("geobench.bench.train", "geobench.bench.loader")
 
 FIELDS: tuple[str, ...] = ("stage", "case", "metric", "value", "floor", "ratio", "unit",
@@ -98,6 +98,9 @@ class BenchRow:
     # per-repetition judged numbers (ratio, else value), each from a floor and a measurement
     # timed next to each other; the regression gate's evidence (empty: one measurement)
     samples: tuple[float, ...] = ()
+    # a peer row compares geobench with what users would run instead (named here):
+    # value = geobench, floor = the peer, ratio = geobench ÷ peer
+    peer: str = ""
 
     @property
     def direction(self) -> str | None:
@@ -125,7 +128,7 @@ class BenchRow:
     def as_dict(self) -> dict[str, Any]:
         out = {f: getattr(self, f) for f in FIELDS}
         out.update(status=self.status, params=self.params, error=self.error,
-                   samples=" ".join(f"{x:.6g}" for x in self.samples))
+                   samples=" ".join(f"{x:.6g}" for x in self.samples), peer=self.peer)
         return out
 
     @classmethod
@@ -166,14 +169,14 @@ class BenchRow:
         if not all(math.isfinite(x) for x in samples):
             raise ValueError(f"row {data.get('case')!r}: samples hold a non-finite number")
         extra = {k: v for k, v in data.items()
-                 if k not in FIELDS + ("params", "status", "samples")}
+                 if k not in FIELDS + ("params", "status", "samples", "peer")}
         params = str(data.get("params") or "")
         if extra:
             params = ";".join(filter(None, [params] + [f"{k}={v}" for k, v in extra.items()]))
         return cls(stage=row_stage, case=str(data["case"]), metric=str(data["metric"]),
                    value=nums["value"], floor=nums["floor"], ratio=nums["ratio"],
                    unit=str(data.get("unit") or ""), target=target, params=params,
-                   samples=samples)
+                   samples=samples, peer=str(data.get("peer") or ""))
 
     @classmethod
     def failure(cls, stage: str, message: str, case: str = "-") -> BenchRow:
@@ -183,7 +186,7 @@ class BenchRow:
 
 def make_row(stage: str, case: str, metric: str, value: float, floor: float | None,
              unit: str, target: str = "", samples: Sequence[float] | None = None,
-             **params: Any) -> dict[str, Any]:
+             peer: str = "", **params: Any) -> dict[str, Any]:
     """A row dict in the contract above; ratio = value / floor when there is a floor.
 
     `samples`: the judged number of each repetition (per-pair ratios from
@@ -196,7 +199,7 @@ def make_row(stage: str, case: str, metric: str, value: float, floor: float | No
         if floor is not None:
             ratio = statistics.median(samples)
     row = dict(stage=stage, case=case, metric=metric, value=value, floor=floor, ratio=ratio,
-               unit=unit, target=target, samples=list(samples or ()))
+               unit=unit, target=target, samples=list(samples or ()), peer=peer)
     row.update(params)
     return row
 

@@ -146,7 +146,7 @@ def read_baseline(path: str | Path) -> list[BaselineRow]:
                            floor=_number(rec["floor"], path, line, "floor"),
                            ratio=_number(rec["ratio"], path, line, "ratio"),
                            unit=rec["unit"], target=rec["target"] or "",
-                           params=rec.get("params") or "")
+                           params=rec.get("params") or "", peer=rec.get("peer") or "")
             if row.key in seen:
                 raise SchemaError(f"{path}:{line}: duplicate row {'/'.join(row.key)}; each "
                                   f"(stage, case, metric) may appear once")

@@ -11,7 +11,7 @@ from geobench.bench.check import CheckResult
 from geobench.bench.collect import BenchRun
 from geobench.fileio import atomic_open, atomic_path
 
-CSV_COLUMNS = FIELDS + ("status", "params", "error", "samples")
+CSV_COLUMNS = FIELDS + ("peer", "status", "params", "error", "samples")
 CHECK_COLUMNS = ("stage", "case", "metric", "target", "baseline", "current", "change",
                  "tolerance", "detectable", "p_value", "n_baseline", "n_current", "again",
                  "verdict")
@@ -115,6 +115,7 @@ def read_bench_h5(path: str | Path) -> list[BenchRow]:
                      value=num("value", i), floor=num("floor", i), ratio=num("ratio", i),
                      unit=text("unit", i), target=text("target", i), params=text("params", i),
                      error=text("error", i),
+                     peer=text("peer", i) if "peer" in cols else "",
                      samples=tuple(float(x) for x in cols["samples"][i]) if "samples" in cols
                      else ())
             for i in range(len(cols["stage"]))]
