@@ -48,6 +48,36 @@ def _mismatches(a, b) -> int:
     return bad
 
 
+def dense_links(q: np.ndarray, r: np.ndarray, radius: float) -> int:
+    """The research-script way: the full distance matrix, then a threshold."""
+    from scipy.spatial.distance import cdist
+
+    return int(np.count_nonzero(cdist(q, r) <= radius))
+
+
+def _dense_rows(q: np.ndarray, r: np.ndarray, quick: bool) -> list[dict]:
+    """geobench's radius search vs a dense distance matrix, on a subset where it fits."""
+    from geobench.geometry.radius import radius_links
+
+    peer = "dense distance matrix (scipy cdist + threshold)"
+    if not quick:
+        return [make_row(STAGE, f"radius search utm {len(q) // 1000}k q x {len(r) // 1000}k r "
+                         f"vs dense", "time", None, None, "s", "", peer=peer,
+                         note=f"not run: the dense matrix needs {len(q) * len(r) * 8 / 2**30:.0f}"
+                              f" GB; see the quick run's subset")]
+    sub_q, sub_r = q[:1000], r[:20000]
+    case = f"radius search utm {len(sub_q) // 1000}k q x {len(sub_r) // 1000}k r vs dense"
+    t = interleaved({"geobench": lambda: radius_links(sub_q, sub_r, RADIUS),
+                     "dense": lambda: dense_links(sub_q, sub_r, RADIUS)}, repeat=5, warmup=1)
+    mem = {name: peak_rss_subprocess(fn, sub_q, sub_r, RADIUS).delta / MB
+           for name, fn in (("geobench", mine_case), ("dense", dense_links))}
+    return [make_row(STAGE, case, "time", t["geobench"], t["dense"], "s", "",
+                     samples=t.ratios("geobench", "dense"), peer=peer,
+                     dense_matrix_mb=round(len(sub_q) * len(sub_r) * 8 / MB)),
+            make_row(STAGE, case, "peak_memory", mem["geobench"], mem["dense"], "MB", "",
+                     peer=peer, note="peak RSS added by the call, fresh process")]
+
+
 def run(quick: bool) -> list[dict]:
     from geobench.geometry.gps import utm_to_latlon
     from geobench.geometry.radius import brute_force_links, radius_links
@@ -65,7 +95,7 @@ def run(quick: bool) -> list[dict]:
                        repeat=7 if quick else 5, warmup=1)
     rows.append(make_row(STAGE, f"radius search utm {case}", "time", best["grid"],
                          best["kdtree"], "s", "<=2.0", samples=best.ratios("grid", "kdtree"),
-                         links=n_links,
+                         peer="scipy cKDTree.sparse_distance_matrix", links=n_links,
                          no_positive=len(links.without_links()),
                          note="floor = scipy cKDTree.sparse_distance_matrix"))
     mem = peak_rss_subprocess(mine_case, q, r, RADIUS)
@@ -79,6 +109,7 @@ def run(quick: bool) -> list[dict]:
     rows.append(make_row(STAGE, f"exactness vs brute force {len(sub_q)} q x {len(sub_r)} r",
                          "mismatches", _mismatches(fast, slow), None, "links", "<=0",
                          compared=int(slow.indptr[-1])))
+    rows += _dense_rows(q, r, quick)
     lat_q, lon_q = utm_to_latlon(q[:, 0], q[:, 1], 33, "T")
     lat_r, lon_r = utm_to_latlon(r[:, 0], r[:, 1], 33, "T")
     ll_q, ll_r = np.c_[lat_q, lon_q], np.c_[lat_r, lon_r]
