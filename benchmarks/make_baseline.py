@@ -69,6 +69,8 @@ def main() -> int:
                         help="gate factor - 1 stored for every row")
     parser.add_argument("--out", default="benchmarks/baseline/bench.csv")
     parser.add_argument("--keep", help="also keep the run folders here")
+    parser.add_argument("--rows", help="only the cases this regular expression matches "
+                                       "(`geobench bench --rows`)")
     args = parser.parse_args()
     out = Path(args.out)
     folders = [Path(p) for p in args.sources]
@@ -79,7 +81,9 @@ def main() -> int:
             print(f"run {i + 1}/{args.runs}", file=sys.stderr, flush=True)
             code = subprocess.call([sys.executable, "-m", "geobench", "bench", args.stage,
                                     "--quick", "--quiet", "--threads", str(args.threads),
-                                    "--out", str(folder)], stdout=subprocess.DEVNULL)
+                                    "--out", str(folder)]
+                                   + (["--rows", args.rows] if args.rows else []),
+                                   stdout=subprocess.DEVNULL)
             if code not in (0, 1):  # 1: a stage failed; its rows are left out of the baseline
                 return code
             folders.append(folder)
@@ -89,7 +93,8 @@ def main() -> int:
         entries = merge(entries, out, {e[0].row.stage for e in entries})
     write_baseline(entries, out)
     method = {
-        "command": f"geobench bench {args.stage} --quick --threads {args.threads}",
+        "command": f"geobench bench {args.stage} --quick --threads {args.threads}"
+                   + (f" --rows '{args.rows}'" if args.rows else ""),
         "runs": len(folders),
         "tolerance": args.tolerance,
         "gate": {"z": stats.Z, "alpha": stats.ALPHA, "min_samples": stats.MIN_SAMPLES},

@@ -4,8 +4,8 @@ planted slowdown.
     python benchmarks/prove_gate.py --runs 10 --factors 1 1.3 2 --out gate-proof
 
 runs `geobench bench STAGE --quick --threads 1 --rows ROWS --check BASELINE` RUNS times for
-each factor, the factors interleaved (1, 1.3, 2, 1, 1.3, 2, ...) so all see the same
-background load. Factor 1 is the unchanged code: every failing run is a false alarm.
+each factor; the runs of one round (one per factor) go side by side, so all factors see
+the same background load. Factor 1 is the unchanged code: every failing run is a false alarm.
 Other factors plant a slowdown of that size in the row matched by --plant, through
 $GEOBENCH_BENCH_PLANT (`geobench.bench.planted`: extra CPU work proportional to the
 call's own; nothing but this script sets it): a run counts as a detection when that row
@@ -23,22 +23,28 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_ROWS = r"^deform_conv2d v2 mcgra 2ch 7x39 k5 B=32 fwd"
+DEFAULT_ROWS = r"^deform_conv2d v2 mcgra 2ch 7x39 k5 B=32 fwd\+bwd$"
 DEFAULT_PLANT = r"^deform_conv2d v2 mcgra 2ch 7x39 k5 B=32 fwd\+bwd$"
 PLANT_METRIC = "time"
 
 
-def one_run(args: argparse.Namespace, factor: float, folder: Path) -> dict:
+def start_run(args: argparse.Namespace, factor: float, folder: Path):
     env = dict(os.environ)
     env.pop("GEOBENCH_BENCH_PLANT", None)
     if factor != 1:
         env["GEOBENCH_BENCH_PLANT"] = f"{factor:g}:{args.plant}"
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "geobench", "bench", args.stage, "--quick",
-                           "--quiet", "--threads", "1", "--rows", args.rows, "--check",
-                           args.baseline, "--out", str(folder)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "geobench", "bench", args.stage, "--quick",
+                             "--quiet", "--threads", "1", "--rows", args.rows, "--check",
+                             args.baseline, "--out", str(folder)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish_run(args: argparse.Namespace, factor: float, folder: Path, proc, start: float) -> dict:
+    _, stderr = proc.communicate()
     seconds = time.perf_counter() - start
+    if proc.returncode not in (0, 1) or not (folder / "bench-check.csv").is_file():
+        return {"factor": factor, "exit": proc.returncode,
+                "error": (stderr.strip().splitlines() or ["no output"])[-1]}
     with open(folder / "bench-check.csv", newline="", encoding="utf-8") as handle:
         lines = list(csv.DictReader(handle))
     import re
@@ -61,7 +67,7 @@ def one_run(args: argparse.Namespace, factor: float, folder: Path) -> dict:
         "planted_verdict": mark.get("verdict", ""),
         "planted_change": mark.get("change", ""),
         "planted_detectable": mark.get("detectable", ""),
-        "error": "" if proc.returncode in (0, 1) else proc.stderr.strip().splitlines()[-1:],
+        "error": "",
     }
 
 
@@ -103,16 +109,20 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for i in range(args.runs):
-        for factor in args.factors:
-            rec = one_run(args, factor, out / f"f{factor:g}-run{i}")
+        # the factors of one round run side by side, so they share the machine's load
+        started = [(factor, out / f"f{factor:g}-run{i}", time.perf_counter())
+                   for factor in args.factors]
+        procs = [start_run(args, factor, folder) for factor, folder, _ in started]
+        for (factor, folder, t0), proc in zip(started, procs):
+            rec = finish_run(args, factor, folder, proc, t0)
             rec["run"] = i
+            if rec["error"]:
+                print(f"run failed: {rec['error']}", file=sys.stderr)
+                return 2
             records.append(rec)
             print(f"run {i + 1}/{args.runs} factor {factor:g}: exit {rec['exit']}, planted row "
                   f"{rec['planted_verdict'] or '-'} ({rec['planted_change'] or '-'}), "
                   f"load {rec['load']:.1f}, {rec['seconds']:.0f} s", file=sys.stderr, flush=True)
-            if rec["error"]:
-                print(f"run failed: {rec['error']}", file=sys.stderr)
-                return 2
     with open(out / "proof.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(records[0]), lineterminator="\n")
         writer.writeheader()

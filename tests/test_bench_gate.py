@@ -70,6 +70,13 @@ def test_one_outlier_does_not_carry_a_regression():
     assert compare("<=", base, now).verdict(1.25) == "ok"
 
 
+def test_a_short_baseline_assumes_run_to_run_scatter():
+    one = compare("<=", runs_of([2.0], sigma=0.01), runs_of([2.6], sigma=0.01)[0])
+    assert one.detectable > 0.5 and one.verdict(1.25) == "noisy"  # 30% is not enough
+    assert compare("<=", runs_of([2.0], sigma=0.01),
+                   runs_of([4.0], sigma=0.01)[0]).verdict(1.25) == "regression"
+
+
 def test_counts_use_differences_not_logs():
     assert compare("<=", [[0.0], [0.0]], [0.0]).verdict(1.25) == "ok"
     assert compare("<=", [[0.0], [0.0]], [3.0]).verdict(1.25) == "regression"
@@ -180,7 +187,8 @@ def test_cli_rows_narrow_measurement_and_check(sampled, invoke):
     only = invoke("bench", "prep", "--rows", "deform", "--out", sampled / "r", "--check",
                   baseline, "--quiet")
     assert only.exit_code == 0, only.output
-    assert _verdicts(sampled / "r" / "bench-check.csv") == {"deform 7x39": "ok"}
+    # a one-run baseline cannot show run-to-run scatter: the gate assumes 10% and says so
+    assert _verdicts(sampled / "r" / "bench-check.csv") == {"deform 7x39": "noisy"}
     bad = invoke("bench", "prep", "--rows", "(", "--out", sampled / "x")
     assert bad.exit_code != 0 and "--rows" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
@@ -192,8 +200,8 @@ def test_confirm_keeps_only_regressions_seen_twice(tmp_path):
         return BenchRow.from_dict(make_row("eval", case, "time", ratio, 1.0, "s", "<=",
                                            samples=[ratio * x for x in (1, 1.01, 0.99)]))
 
-    base = [BaselineRow(row(c, 1.0), 0.25, ((1.0, 1.01, 0.99), (1.0, 0.98, 1.02)))
-            for c in ("a (1)", "b", "c")]
+    base = [BaselineRow(row(c, 1.0), 0.25, ((1.0, 1.01, 0.99), (1.0, 0.98, 1.02),
+                                            (1.01, 1.0, 0.99))) for c in ("a (1)", "b", "c")]
     first = check_rows([row("a (1)", 2.0), row("b", 2.0), row("c", 1.0)], base)
     assert [line.verdict for line in first.suspects] == ["regression", "regression"]
     pattern = rows_pattern(first.suspects)
@@ -204,3 +212,31 @@ def test_confirm_keeps_only_regressions_seen_twice(tmp_path):
         ("a (1)", "regression"), ("b", "unconfirmed"), ("c", "ok")]
     assert final.lines[0].again == pytest.approx(2.1) and final.lines[1].again == 1.0
     assert [line.case for line in final.failed] == ["a (1)"]
+
+
+def test_peer_rows_round_trip(tmp_path):
+    from geobench.bench.collect import BenchRun, StageResult
+    from geobench.bench.output import read_bench_h5, write_bench
+
+    rows = (BenchRow.from_dict(make_row("eval", "c vs peers", "time vs faiss", 0.8, 0.6, "s",
+                                        "", samples=[1.3, 1.4], peer="faiss IndexFlatIP")),
+            BenchRow.from_dict(make_row("eval", "vigor vs peers", "time vs research", None,
+                                        None, "s", "", peer="research", note="not run: 19 GB")))
+    assert rows[0].peer == "faiss IndexFlatIP" and rows[0].ratio == pytest.approx(1.35)
+    assert rows[1].status == "info" and "not run" in rows[1].params
+    write_bench(BenchRun((StageResult("eval", rows, 1.0),)), tmp_path)
+    assert read_bench_h5(tmp_path / "bench.h5") == list(rows)
+    with open(tmp_path / "bench.csv", newline="") as handle:
+        recs = list(csv.DictReader(handle))
+    assert [r["peer"] for r in recs] == ["faiss IndexFlatIP", "research"]
+    assert recs[0]["samples"] == "1.3 1.4"
+
+
+def test_search_reports_its_phases():
+    from geobench.bench.eval import make_data
+    from geobench.eval.search import search
+
+    q, r, positives = make_data(40, 300, 16)
+    res = search(q, r, positives, k=5)
+    assert set(res.phases) == {"products", "passes", "rescoring"}
+    assert all(v >= 0 for v in res.phases.values())

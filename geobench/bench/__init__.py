@@ -47,7 +47,8 @@ STAGE_ISSUES: dict[str, int] = {"prep": 3, "mine": 3, "eval": 5, "models": 6, "t
 # The modules whose rows make up each stage, in order; tests point entries at fake modules.
 STAGE_MODULES: dict[str, str | tuple[str, ...]] = {s: f"geobench.bench.{s}" for s in STAGES}
 STAGE_MODULES["models"] = ("geobench.bench.models", "geobench.bench.deform", "geobench.bench.rerank")
-STAGE_MODULES["eval"] = ("geobench.bench.eval", "geobench.bench.ann", "geobench.bench.eval_peers")
+STAGE_MODULES["eval"] = ("geobench.bench.eval", "geobench.bench.eval_phases", "geobench.bench.ann",
+                         "geobench.bench.eval_peers")
 STAGE_MODULES["train"] = ("geobench.bench.train", "geobench.bench.train_peer", "geobench.bench.loader")
 
 FIELDS: tuple[str, ...] = ("stage", "case", "metric", "value", "floor", "ratio", "unit",

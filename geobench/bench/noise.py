@@ -15,10 +15,9 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from geobench.bench import BenchRow
 from geobench.bench.check import DEFAULT_TOLERANCE, BaselineRow, read_baseline
 from geobench.bench.output import CSV_COLUMNS, write_csv
-from geobench.bench.stats import Z, format_samples, run_sigma
+from geobench.bench.stats import MIN_RUNS, PRIOR_RUN_SIGMA, Z, format_samples, run_sigma
 from geobench.errors import UsageError
 
 BASELINE_COLUMNS = CSV_COLUMNS + ("tolerance", "noise", "runs")
@@ -29,7 +28,8 @@ def detectable(runs: list[list[float]]) -> float:
     k = len(runs)
     if any(x <= 0 for run in runs for x in run):
         return 0.0
-    return math.expm1(Z * run_sigma(runs) * math.sqrt(1 + 1 / k))
+    sigma = run_sigma(runs) if k >= MIN_RUNS else max(run_sigma(runs), PRIOR_RUN_SIGMA)
+    return math.expm1(Z * sigma * math.sqrt(1 + 1 / k))
 
 
 def noise_baseline(paths: list[str | Path], tolerance: float = DEFAULT_TOLERANCE,
@@ -40,17 +40,20 @@ def noise_baseline(paths: list[str | Path], tolerance: float = DEFAULT_TOLERANCE
                          "run-to-run noise")
     runs = [read_baseline(p) for p in paths]
     order: list[tuple[str, str, str]] = []
-    seen: dict[tuple[str, str, str], list[BenchRow]] = {}
+    seen: dict[tuple[str, str, str], list[BaselineRow]] = {}
     for run in runs:
         for entry in run:
             if entry.row.key not in seen:
                 order.append(entry.row.key)
                 seen[entry.row.key] = []
-            seen[entry.row.key].append(entry.row)
+            seen[entry.row.key].append(entry)
     out = []
     for key in order:
-        rows = seen[key]
-        per_run = [list(r.samples) or [r.judged] for r in rows if r.judged is not None]
+        entries = seen[key]
+        rows = [e.row for e in entries]
+        # one bench.csv is one run: all of its repetitions (or its one number) form one group
+        per_run = [[x for group in e.samples() for x in group] for e in entries
+                   if e.row.judged is not None]
         last = rows[-1]
         if not per_run:
             out.append((BaselineRow(last, tolerance), math.nan, len(rows)))

@@ -14,7 +14,8 @@ a t-test) flags run-to-run shifts as regressions: that is how the old fixed-tole
 failed two runs in three on unchanged code. Here the change of the medians is compared
 with the run-level noise, estimated from the baseline's runs (how far their medians
 scatter) and from this run's own spread, whichever is larger; all in log units, because
-ratios are multiplicative (2x slower and 2x faster are the same distance).
+ratios are multiplicative (2x slower and 2x faster are the same distance). A baseline of
+fewer than MIN_RUNS runs cannot show its scatter, so PRIOR_RUN_SIGMA stands in for it.
 
 A change is a regression when it exceeds the row's factor AND `Z` run-level standard
 errors AND, where both sides have at least `MIN_SAMPLES` repetitions, a one-sided
@@ -33,6 +34,10 @@ Z = 3.0  # run-level standard errors a change must exceed (one-sided ~0.1% under
 ALPHA = 0.01  # Mann-Whitney significance on the samples themselves
 MIN_SAMPLES = 3  # repetitions per side below which the rank test is not used
 MEDIAN_SE = 1.2533  # standard error of a median / that of a mean, normal samples
+# Run-to-run scatter cannot be estimated from fewer than MIN_RUNS baseline runs; until then
+# assume PRIOR_RUN_SIGMA (10%, log units), the middle of what single-thread rows showed
+# between runs on a shared 2-core machine (3-30%), rather than trusting one run's spread.
+MIN_RUNS, PRIOR_RUN_SIGMA = 3, 0.1
 
 
 def median(xs: Sequence[float]) -> float:
@@ -126,6 +131,8 @@ def compare(direction: str, baseline_runs: Sequence[Sequence[float]],
         return Comparison(b, c, change, 0.0, None, None, len(base_all), len(current))
     k = len([r for r in baseline_runs if r])
     sigma_base = run_sigma(baseline_runs)
+    if k < MIN_RUNS:
+        sigma_base = max(sigma_base, PRIOR_RUN_SIGMA)
     sigma_now = max(sigma_base, MEDIAN_SE * mad_sigma(_logs(current)) / math.sqrt(len(current)))
     se = math.sqrt(sigma_base ** 2 / k + sigma_now ** 2)
     delta = sign * (math.log(c) - math.log(b))

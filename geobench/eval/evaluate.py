@@ -191,7 +191,8 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
                       notes, ties=policy if counted else "index order",
                       tied_nonpositives=t if counted else None,
                       tied_positives=p if counted else None,
-                      n_positives=res.positives.lengths.astype(np.int64))
+                      n_positives=res.positives.lengths.astype(np.int64),
+                      phases=dict(getattr(res, "phases", {}) or {}))
 
 
 evaluate_arrays = evaluate  # the name used in the team's interface notes

@@ -50,3 +50,4 @@ class EvalResult:
     tied_nonpositives: np.ndarray | None = None  # t per query (None: not counted)
     tied_positives: np.ndarray | None = None  # p per query
     n_positives: np.ndarray | None = None  # positives per query (chance level of a curve)
+    phases: dict[str, float] = field(default_factory=dict)  # search seconds per phase

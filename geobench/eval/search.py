@@ -20,7 +20,7 @@ size, backend and device.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,6 +68,8 @@ class SearchResult:
     tied_nonpositives: np.ndarray | None = None
     tied_positives: np.ndarray | None = None
     tied: np.ndarray | None = None
+    # seconds per phase of the block loop: products, passes (counts, top-K), rescoring
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def search(query: np.ndarray, reference: np.ndarray, positives: CSR, *, k: int = 0,
@@ -127,7 +129,8 @@ def search(query: np.ndarray, reference: np.ndarray, positives: CSR, *, k: int =
     p = np.bincount(rows[scores == best[rows]], minlength=nq).astype(np.int64)
     t = np.where(has, tied[:, 0] - p, 0).astype(np.int64)
     top_i, top_s = _sort_topk(top_i, top_s)
-    return SearchResult(ranks, pos, scores, flat_above, top_i, top_s, nr, plan, t, p, flat_tied)
+    return SearchResult(ranks, pos, scores, flat_above, top_i, top_s, nr, plan, t, p, flat_tied,
+                        dict(getattr(engine, "phases", {})))
 
 
 def _sort_topk(idx: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
