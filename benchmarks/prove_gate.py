@@ -104,9 +104,23 @@ def main() -> int:
                         help="regular expression of the case that gets the slowdown")
     parser.add_argument("--baseline", default="benchmarks/baseline/bench.csv")
     parser.add_argument("--out", default="gate-proof")
+    parser.add_argument("--summarise", nargs="*", default=[],
+                        help="only summarise the proof.csv of these earlier --out folders")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.summarise:
+        records = []
+        for folder in args.summarise:
+            with open(Path(folder) / "proof.csv", newline="", encoding="utf-8") as handle:
+                for rec in csv.DictReader(handle):
+                    rec.update(factor=float(rec["factor"]), exit=int(rec["exit"]),
+                               load=float(rec["load"]), unconfirmed=int(rec["unconfirmed"]))
+                    records.append(rec)
+        table = summary(records, sorted({r["factor"] for r in records}))
+        (out / "proof.md").write_text(table, encoding="utf-8")
+        print(table)
+        return 0
     records = []
     for i in range(args.runs):
         # the factors of one round run side by side, so they share the machine's load
@@ -123,10 +137,10 @@ def main() -> int:
             print(f"run {i + 1}/{args.runs} factor {factor:g}: exit {rec['exit']}, planted row "
                   f"{rec['planted_verdict'] or '-'} ({rec['planted_change'] or '-'}), "
                   f"load {rec['load']:.1f}, {rec['seconds']:.0f} s", file=sys.stderr, flush=True)
-    with open(out / "proof.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(records[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(records)
+            with open(out / "proof.csv", "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(records[0]), lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(records)  # after every run: a cut-short proof keeps its runs
     table = summary(records, args.factors)
     (out / "proof.md").write_text(table, encoding="utf-8")
     print(table)
