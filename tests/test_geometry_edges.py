@@ -300,3 +300,14 @@ def test_polar_params_normalise_and_name_the_bad_option():
                                   ("north", "up", "--north 'up' is not one of center | left")):
         with pytest.raises(UsageError, match=message):
             PolarParams(**{field: value})
+
+
+def test_polar_transform_messages_and_zero_border():
+    with pytest.raises(DataError, match=r"^aerial image is 4x6, not square; the polar"):
+        polar_transform(np.zeros((4, 6), np.uint8), (4, 8))
+    with pytest.raises(UsageError, match=r"^--stretch 'gamma' is not one of none [|] minmax$"):
+        polar_transform(np.zeros((4, 4), np.uint8), (4, 8), stretch="gamma")
+    # the seed radius samples the aerial border itself on row 0: column 0 looks at row S,
+    # just outside the image, which is black (OpenCV's constant border, value 0)
+    out = polar_transform(np.full((16, 16), 200, np.uint8), (6, 12), radius="seed")
+    assert out[0, 0] == 0 and out[3, 0] == 200
