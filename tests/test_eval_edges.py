@@ -227,3 +227,15 @@ def test_unknown_protocol_hints():
     with pytest.raises(UnknownNameError, match=r"unknown R@1% rule 'ceil'; use one of floor, "
                                                r"vigor, u1652$"):
         one_percent_k(10, "ceil")
+
+
+def test_great_circle_of_antipodes_is_half_the_circumference():
+    # h rounds to 1 + 2**-52 for this pair; the distance must still be finite and exact
+    d = M.great_circle_m(np.array([9.62810939]), np.array([0.0]), np.array([-9.62810939]),
+                         np.array([180.0]))
+    assert d[0] == pytest.approx(np.pi * 6371004.0)
+
+
+def test_average_precision_of_a_single_positive():
+    assert M.average_precision(np.array([0]), np.array([0, 1])).tolist() == [1.0]
+    assert M.average_precision(np.array([3]), np.array([0, 0, 1])).tolist() == [0.0, 0.125]  # (0/3 + 1/4) / 2
