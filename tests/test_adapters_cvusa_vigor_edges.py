@@ -247,3 +247,10 @@ def test_cvusa_one_line_locations_file(tmp_path):
     idx = ds.index.set_index("uid")
     assert idx.loc["ground/0000001", "lat"] == pytest.approx(rows[0, 2])
     assert np.isnan(idx.loc["ground/0000002", "lat"])
+
+
+def test_cvusa_empty_split_file(tmp_path):
+    raw = layouts.cvusa(tmp_path / "CVUSA")
+    (raw / "splits" / "val-19zl.csv").write_text("\n")
+    with pytest.raises(DataError, match=r"val-19zl\.csv: split file is empty; restore it"):
+        prepare_dataset("cvusa", raw, tmp_path / "ds", {})
