@@ -258,7 +258,7 @@ def test_polar_json_record_resume_and_sources_inside_the_output(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     rng = np.random.default_rng(0)
-    for name, (h, w) in (("a", (20, 20)), ("b", (20, 30))):
+    for name, (h, w) in (("a", (20, 20)), ("b", (20, 30)), ("d", (20, 20))):
         cv2.imwrite(str(src / f"{name}.png"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     (src / "bad.png").write_bytes(b"not a png")
     dst = src / "out"                                   # outputs inside the source folder
@@ -266,10 +266,10 @@ def test_polar_json_record_resume_and_sources_inside_the_output(tmp_path):
     rep = polar_folder(src, dst, params)
     meta = json.loads((dst / "polar.json").read_text())
     assert (rep.written, rep.skipped, rep.params, rep.input_sizes) == \
-        (2, 0, params, {"20x20": 1, "20x30": 1})
+        (3, 0, params, {"20x20": 2, "20x30": 1})
     assert 0 <= rep.seconds < 600
     assert meta["schema"] == "geobench.polar/1" and meta["source"] == str(src)
-    assert (meta["complete"], meta["count"]) == (False, 3)
+    assert (meta["complete"], meta["count"]) == (False, 4)
     assert meta["input_sizes"] == ["20x20", "20x30"] and meta["parameters"] == params.to_json()
     assert [f["path"] for f in meta["failed"]] == [str(src / "bad.png")]
     assert "error" in meta["failed"][0] and meta["versions"]
@@ -277,14 +277,15 @@ def test_polar_json_record_resume_and_sources_inside_the_output(tmp_path):
     cv2.imwrite(str(src / "c.png"), rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
     rep = polar_folder(src, dst, params)                # same parameters: resume
     meta = json.loads((dst / "polar.json").read_text())
-    assert (rep.written, rep.skipped, rep.input_sizes) == (1, 2, {"16x16": 1})
-    assert (meta["complete"], meta["count"], meta["failed"]) == (True, 3, [])
+    assert (rep.written, rep.skipped, rep.input_sizes) == (1, 3, {"16x16": 1})
+    assert (meta["complete"], meta["count"], meta["failed"]) == (True, 4, [])
     assert meta["input_sizes"] == ["16x16", "20x20", "20x30"]   # earlier runs' sizes kept
     (dst / "polar.json").write_text("{not json")        # unreadable record: all stale
-    assert polar_folder(src, dst, params).written == 3
+    assert polar_folder(src, dst, params).written == 4
+    (src / "b.png").unlink()                             # new parameters: only this run's sizes
     other = polar_folder(src, dst, PolarParams(size=(4, 8), crop_square=True, north="left"))
     assert other.written == 3 and json.loads((dst / "polar.json").read_text())[
-        "input_sizes"] == ["16x16", "20x20", "20x30"]
+        "input_sizes"] == ["16x16", "20x20"]
     # the explicit-pairs entry point: no source recorded unless given, failures reported
     (src / "bad.png").write_bytes(b"not a png")
     rep = polar_files([(src / "bad.png", tmp_path / "p" / "bad.png")], tmp_path / "p", params)
@@ -298,8 +299,9 @@ def test_polar_params_normalise_and_name_the_bad_option():
     for field, value, message in (("radius", "full", "--radius 'full' is not one of safa | seed"),
                                   ("format", "gif", "--format 'gif' is not one of png | jpg"),
                                   ("north", "up", "--north 'up' is not one of center | left")):
-        with pytest.raises(UsageError, match=message):
+        with pytest.raises(UsageError) as err:
             PolarParams(**{field: value})
+        assert str(err.value) == message
 
 
 def test_polar_transform_messages_and_zero_border():
@@ -311,3 +313,34 @@ def test_polar_transform_messages_and_zero_border():
     # just outside the image, which is black (OpenCV's constant border, value 0)
     out = polar_transform(np.full((16, 16), 200, np.uint8), (6, 12), radius="seed")
     assert out[0, 0] == 0 and out[3, 0] == 200
+
+
+def test_polar_record_is_written_before_a_run_with_new_parameters(tmp_path, monkeypatch):
+    import json
+
+    import cv2
+
+    import geobench.geometry.imagerun as imagerun
+    from geobench.geometry.polar import polar_folder
+
+    (tmp_path / "src").mkdir()
+    cv2.imwrite(str(tmp_path / "src" / "a.png"), np.full((12, 12, 3), 90, np.uint8))
+    dst = tmp_path / "out"
+    polar_folder(tmp_path / "src", dst, PolarParams(size=(4, 8)))
+    new = PolarParams(size=(4, 8), north="left")
+    real = imagerun.run_jobs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imagerun, "run_jobs", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        polar_folder(tmp_path / "src", dst, new)
+    meta = json.loads((dst / "polar.json").read_text())
+    # the old outputs must not pass for the new parameters' ones
+    assert meta["parameters"] == new.to_json() and meta["complete"] is False
+    assert "input_sizes" not in meta
+    monkeypatch.setattr(imagerun, "run_jobs", real)
+    rep = polar_folder(tmp_path / "src", dst, new)       # resumes: same parameters now
+    assert rep.written == 1 and json.loads((dst / "polar.json").read_text())[
+        "input_sizes"] == ["12x12"]
