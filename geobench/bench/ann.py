@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from geobench.bench import MB, make_row
+from geobench.bench import MB, make_row, selected
 
 STAGE = "eval"
 
@@ -68,6 +68,11 @@ def run(quick: bool) -> list[dict]:
     set_quiet(True)
     nq, nr, dim = (500, 50_000, 256) if quick else (2000, 1_000_000, 256)
     memory = 1 << 30
+    size = f"{nq}x{nr} D={dim}"
+    settings = [(f, kw) for f, kw in _settings(quick)
+                if selected(f"{ApproxOptions(f, kw.get('nprobe'), kw.get('ef_search')).label} {size}")]
+    if not settings and not selected(f"exact search {size}"):
+        return []  # a narrowed run (--rows) wants none of these rows
     q, r, positives = make_gallery(nq, nr, dim)
     def exact_run() -> tuple[float, float]:
         t = time.perf_counter()
@@ -77,9 +82,8 @@ def run(quick: bool) -> list[dict]:
     # Exact search is timed before and after the indexes (best of the two), so a load
     # change on a shared machine does not decide the ratios alone.
     exact_qps, exact_r1 = exact_run()
-    size = f"{nq}x{nr} D={dim}"
     rows = []
-    for factory, params in _settings(quick):
+    for factory, params in settings:
         options = ApproxOptions(factory, params.get("nprobe"), params.get("ef_search"),
                                 params.get("train_size"))
         t = time.perf_counter()
