@@ -206,6 +206,7 @@ def test_vigor_sample4geo_rearranged_tree(tmp_path):
         (raw / c / "satellite").rename(raw / "satellite" / c)
     ds = prepare_dataset("vigor", raw, tmp_path / "ds", {})
     assert ds.manifest["parameters"]["layout"] == "sample4geo"
+    assert len(ds.select(role="query")) == 8 and ds.manifest.get("missing_images", {}) == {}
     ds.check_files()
 
 
