@@ -865,8 +865,8 @@ def bench_cmd(
     check: Annotated[Optional[Path], typer.Option(help="Baseline bench.csv: exit non-zero on a "
                                                   "ratio regression.")] = None,
     tolerance: Annotated[Optional[str], typer.Option(
-        help="Gate factor, in percent: a row fails only when worse by more than this (25 = "
-             "25%; a trailing % is accepted) AND beyond its measured noise [default: the "
+        help="Gate factor, in percent of the baseline: a row fails only when worse by more "
+             "than this (25 = 25%; a trailing % is accepted) AND beyond its measured noise [default: the "
              "baseline's per-row tolerance, else 25].")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads for floor and measurement "
                                                    "(default: all CPUs).")] = None,
