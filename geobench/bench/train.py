@@ -41,6 +41,15 @@ def _world(root: Path, n: int) -> Path:
     return write_prepared(root / "ds", index, positives, dataset="bench", raw_root=raw).root
 
 
+def bench_config(root: Path, n: int, steps: int, workers: int):
+    """The run every train-stage row measures: MODEL/PRESET on a generated world, B=8."""
+    from geobench.train.config import resolve_config
+
+    return resolve_config(MODEL, _world(root, n), root / "run", preset=PRESET, cli={
+        "workers": workers, "eval_every": 0, "epochs": 100, "max_steps": steps,
+        "batch_size": 8, "device": "cpu", "amp": False})
+
+
 def _compute_floor(cfg, steps: int) -> float:
     """images/s of the same model, loss and optimiser on one batch already in memory."""
     import torch
@@ -74,7 +83,6 @@ def _compute_floor(cfg, steps: int) -> float:
 
 def run(quick: bool) -> list[dict]:
     from geobench.progress import is_quiet, set_quiet
-    from geobench.train.config import resolve_config
     from geobench.train.engine import train
 
     n, steps, workers = (64, 6, 2) if quick else (256, 30, 2)
@@ -83,10 +91,7 @@ def run(quick: bool) -> list[dict]:
     set_quiet(True)
     try:
         with tempfile.TemporaryDirectory(prefix="geobench-bench-train-") as tmp:
-            ds = _world(Path(tmp), n)
-            cfg = resolve_config(MODEL, ds, Path(tmp) / "run", preset=PRESET, cli={
-                "workers": workers, "eval_every": 0, "epochs": 100, "max_steps": steps,
-                "batch_size": 8, "device": "cpu", "amp": False})
+            cfg = bench_config(Path(tmp), n, steps, workers)
             summary = train(cfg)
             floor = _compute_floor(cfg, steps)
     finally:

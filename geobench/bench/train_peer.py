@@ -98,9 +98,8 @@ def plain_loop(ds_root: Path, tmp: Path, cfg, steps: int, workers: int) -> float
 
 
 def run(quick: bool) -> list[dict]:
-    from geobench.bench.train import MODEL, PRESET, _world
+    from geobench.bench.train import MODEL, PRESET, bench_config
     from geobench.progress import is_quiet, set_quiet
-    from geobench.train.config import resolve_config
     from geobench.train.engine import train
 
     n, steps, workers = (64, 6, 2) if quick else (256, 30, 2)
@@ -111,12 +110,9 @@ def run(quick: bool) -> list[dict]:
     set_quiet(True)
     try:
         with tempfile.TemporaryDirectory(prefix="geobench-bench-train-peer-") as tmp:
-            ds = _world(Path(tmp), n)
-            cfg = resolve_config(MODEL, ds, Path(tmp) / "run", preset=PRESET, cli={
-                "workers": workers, "eval_every": 0, "epochs": 100, "max_steps": steps,
-                "batch_size": 8, "device": "cpu", "amp": False})
+            cfg = bench_config(Path(tmp), n, steps, workers)
             ours = train(cfg).images_per_s
-            theirs = plain_loop(Path(ds), Path(tmp), cfg, steps, workers)
+            theirs = plain_loop(Path(cfg.data), Path(tmp), cfg, steps, workers)
     finally:
         set_quiet(quiet)
     return [make_row(STAGE, case, "throughput", ours, theirs, "img/s", "", peer=PEER,
