@@ -48,7 +48,7 @@ STAGE_ISSUES: dict[str, int] = {"prep": 3, "mine": 3, "eval": 5, "models": 6, "t
 STAGE_MODULES: dict[str, str | tuple[str, ...]] = {s: f"geobench.bench.{s}" for s in STAGES}
 STAGE_MODULES["models"] = ("geobench.bench.models", "geobench.bench.deform", "geobench.bench.rerank")
 STAGE_MODULES["eval"] = ("geobench.bench.eval", "geobench.bench.eval_phases", "geobench.bench.ann",
-                         "geobench.bench.eval_peers")
+                         "geobench.bench.eval_peers", "geobench.bench.stream")
 STAGE_MODULES["train"] = ("geobench.bench.train", "geobench.bench.train_peer", "geobench.bench.loader")
 
 FIELDS: tuple[str, ...] = ("stage", "case", "metric", "value", "floor", "ratio", "unit",

@@ -24,7 +24,12 @@ from geobench.fileio import atomic_path
 SCHEMA = "geobench.features/1"
 QUERY, REFERENCE = "/query/descriptors", "/reference/descriptors"
 _NORM_TOL = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-3}
-_CHUNK = 1 << 16
+_CHUNK_BYTES = 8 << 20  # validation and copies work in blocks of about this size
+
+
+def _chunk(x) -> int:
+    """Rows per block of about 8 MB (row counts alone would not bound memory at large D)."""
+    return max(1, _CHUNK_BYTES // max(1, int(np.prod(x.shape[1:])) * 8))
 
 
 @dataclass
@@ -89,8 +94,9 @@ def _descriptors(h5: Any, name: str, path: Path, normalise: bool,
         raise SchemaError(f"{path}:{name}: descriptors have dimension 0")
     data = ds[...] if load else ds
     bad_norm = []
-    for s in range(0, data.shape[0], _CHUNK):
-        block = np.asarray(data[s:s + _CHUNK], dtype=np.float32)
+    step = _chunk(data)
+    for s in range(0, data.shape[0], step):
+        block = np.asarray(data[s:s + step], dtype=np.float32)
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
             row = s + int(np.flatnonzero(~finite)[0])
@@ -115,9 +121,9 @@ def _descriptors(h5: Any, name: str, path: Path, normalise: bool,
                         f"{norm:.4g}) and are streamed from disk, so --normalise cannot fix them "
                         f"in memory; write normalised descriptors or raise --memory")
     out = np.empty(data.shape, dtype=np.float32)
-    for s in range(0, data.shape[0], _CHUNK):
-        block = data[s:s + _CHUNK].astype(np.float32)
-        out[s:s + _CHUNK] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    for s in range(0, data.shape[0], step):
+        block = data[s:s + step].astype(np.float32)
+        out[s:s + step] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out, True
 
 
@@ -251,8 +257,9 @@ def write_features(path: str | Path, query: np.ndarray, reference: np.ndarray,
             h5.attrs[key] = "" if value is None else value
         for name, src in ((QUERY, query), (REFERENCE, reference)):
             out = h5.create_dataset(name, shape=src.shape, dtype=np.dtype(dtype or src.dtype))
-            for s in range(0, src.shape[0], _CHUNK):
-                out[s:s + _CHUNK] = np.asarray(src[s:s + _CHUNK], dtype=out.dtype)
+            step = _chunk(src)
+            for s in range(0, src.shape[0], step):
+                out[s:s + step] = np.asarray(src[s:s + step], dtype=out.dtype)
         for stem, csr in (("positives", positives), ("semi_positives", semi_positives)):
             if csr is not None:
                 h5.create_dataset(f"/query/{stem}_indptr", data=csr.indptr.astype(np.int64))
