@@ -127,3 +127,16 @@ def test_sharded_embedding_equals_one_process(tmp_path):
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["features.h5", "metrics.csv",
                                                                     "results.h5"]
     assert np.array_equal(read_results(tmp_path / "two" / "results.h5").ranks, one.result.ranks)
+
+
+def test_features_dtype_is_checked_before_embedding(invoke, tmp_path):
+    from tests._train_world import register_test_model, write_world
+
+    name = register_test_model()
+    ds = write_world(tmp_path / "w")
+    run = tmp_path / "run"
+    assert invoke("train", name, "--data", ds, "--out", run, "--workers", "0", "--max-steps",
+                  "1", "-q").exit_code == 0
+    res = invoke("eval", run, "--data", ds, "--features-dtype", "int8")
+    assert res.exit_code == 2 and "--features-dtype 'int8': use float32 or float16" in res.output
+    assert not (run / "eval").exists() or not list((run / "eval").rglob("features.h5"))

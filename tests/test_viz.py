@@ -228,3 +228,39 @@ def test_training_logs_to_tensorboard(invoke, tmp_path):
     assert len(events.Scalars("train/loss_step")) == int(log[-1]["step"])
     assert "eval/retrieval_examples" in tags["images"]
     assert len(events.Images("eval/retrieval_examples")) == 2
+
+
+def test_attention_and_tensorboard_error_paths(invoke, tmp_path, monkeypatch):
+    """One line, exit 2, nothing written: no checkpoint, bad --queries, bad --format,
+    --out that is a file, and --tensorboard without the package."""
+    import builtins
+
+    from tests._train_world import register_test_model
+
+    ds = write_world(tmp_path / "w")
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "file").write_text("x")
+    cases = [
+        ([run, "--data", ds, "--out", tmp_path / "att"], "no checkpoint"),
+        ([run, "--data", ds, "--out", tmp_path / "att", "--queries", "0"], "--queries 0"),
+        ([run, "--data", ds, "--out", tmp_path / "att", "--format", "gif"], "--format 'gif'"),
+    ]
+    for args, message in cases:
+        res = invoke("viz", "attention", *args)
+        assert res.exit_code == 2 and message in res.output, res.output
+        assert "Traceback" not in res.output and not (tmp_path / "att").exists()
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *a, **k):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("no tensorboard")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    name = register_test_model()
+    res = invoke("train", name, "--data", ds, "--out", tmp_path / "tb", "--workers", "0",
+                 "--tensorboard", "--max-steps", "1")
+    assert res.exit_code == 2 and "pip install 'geobench-cvgl[tb]'" in res.output
+    assert len([ln for ln in res.stderr.splitlines() if ln.startswith("error:")]) == 1
+    assert "Traceback" not in res.output and not (tmp_path / "tb" / "checkpoint.pt").exists()
