@@ -48,6 +48,53 @@ def test_topk_over_thousands_of_references_equals_brute_force(wide, options, k):
     assert np.all(np.diff(res.topk_scores, axis=1) <= 0)
 
 
+@pytest.fixture
+def workers(monkeypatch):
+    """Tiny tiles and three search workers taking query blocks of a few rows."""
+    from geobench.eval import blocks, threads
+
+    monkeypatch.setattr(blocks.NumpyEngine, "tile_bytes", 4096)
+    monkeypatch.setattr(threads, "MIN_ROWS", 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    return threads
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_topk_with_query_blocks_side_by_side_equals_brute_force(wide, workers, k):
+    q, r, s, order = wide
+    assert workers.search_workers("numpy", 20) == 3
+    res = search(q, r, CSR.from_lists([[i] for i in range(20)]), k=k,
+                 options=SearchOptions(block_queries=7, block_references=1500))
+    assert res.topk_indices.tolist() == order[:, :k].tolist()
+    assert res.ranks.tolist() == [int((s[i] > s[i, i]).sum()) for i in range(20)]
+
+
+def test_topk_keeps_smaller_reference_numbers_among_thousands_of_ties(workers):
+    """Every reference scores the same: the K best are the first K, whatever the blocks,
+    threads and pruning of the running top-K."""
+    q = unit(np.ones((30, 4)))
+    r = unit(np.ones((3000, 4)))
+    for options in (SearchOptions(), SearchOptions(block_queries=8, block_references=700)):
+        res = search(q, r, CSR.from_lists([[2999]] * 30), k=25, options=options)
+        assert res.topk_indices.tolist() == [list(range(25))] * 30
+        assert res.ranks.tolist() == [0] * 30 and res.tied_nonpositives.tolist() == [2999] * 30
+
+
+def test_topk_when_every_new_reference_beats_the_running_best(workers):
+    """References sorted from worst to best: each block brings more candidates than the
+    running top-K holds (its buffer overflows within one tile)."""
+    rng = np.random.default_rng(3)
+    q = unit(rng.standard_normal((12, 16)))
+    r = unit(rng.standard_normal((2600, 16)))
+    r = r[np.argsort(r @ q[0])]  # ascending similarity to query 0
+    s = q.astype(np.float64) @ r.astype(np.float64).T
+    order = np.argsort(-s, axis=1, kind="stable")
+    res = search(q, r, CSR.from_lists([[0]] * 12), k=10,
+                 options=SearchOptions(block_queries=5, block_references=1300))
+    assert res.topk_indices.tolist() == order[:, :10].tolist()
+    assert res.topk_indices[0].tolist() == list(range(2599, 2589, -1))
+
+
 def test_search_refuses_one_dimensional_descriptors():
     q = unit(np.eye(3))
     with pytest.raises(UsageError, match="must be 2-D"):
@@ -240,3 +287,19 @@ def test_great_circle_of_antipodes_is_half_the_circumference():
 def test_average_precision_of_a_single_positive():
     assert M.average_precision(np.array([0]), np.array([0, 1])).tolist() == [1.0]
     assert M.average_precision(np.array([3]), np.array([0, 0, 1])).tolist() == [0.0, 0.125]  # (0/3 + 1/4) / 2
+
+
+def test_a_failing_worker_stops_the_search_with_its_error(workers, monkeypatch):
+    from geobench.eval import blocks
+
+    calls = []
+
+    def broken(engine, q0, *args):
+        calls.append(q0)
+        raise MemoryError(f"block {q0}")
+
+    monkeypatch.setattr(blocks, "run_query_block", broken)
+    q = unit(np.ones((40, 4)))
+    with pytest.raises(MemoryError, match="block"):
+        search(q, q, CSR.from_lists([[0]] * 40), options=SearchOptions(block_queries=4))
+    assert len(calls) <= 3  # each worker stops after its first failure

@@ -89,13 +89,15 @@ def _max_norm(x: np.ndarray, what: str, step: int = 8192) -> float:
 
 
 def plan_blocks(n_query: int, n_reference: int, dim: int, options: SearchOptions,
-                backend: str, device: str, tol: float, k: int = 0) -> BlockPlan:
-    """Block sizes from the memory budget.
+                backend: str, device: str, tol: float, k: int = 0,
+                workers: int = 1) -> BlockPlan:
+    """Block sizes from the memory budget, shared by `workers` searching side by side
+    (each gets its own blocks and at least one query block).
 
     A block costs 4 bytes per score (float32); comparison masks are cache-sized row
-    tiles and top-K candidates are flushed at a bounded count, so 6 bytes per score are
-    budgeted, plus per query row the top-K work (the first segment's selection, merge
-    buffers: about 5·max(2K, 1024) + 64·K bytes), float32 copies of the descriptor
+    tiles, so 6 bytes per score are budgeted, plus per query row the top-K work (the
+    first segment's selection and the candidate buffer of 4·K slots: about
+    5·max(2K, 1024) + 64·K bytes), float32 copies of the descriptor
     blocks and a fixed 16 MB (at most a quarter) for tiles and re-scoring batches. References are split
     into at least ~8 blocks when large, so the running top-K threshold is refreshed often.
     """
@@ -104,13 +106,15 @@ def plan_blocks(n_query: int, n_reference: int, dim: int, options: SearchOptions
     per = 6
     desc_bytes = 4 * dim
     row_bytes = desc_bytes + ((5 * max(2 * k, 1024) + 64 * k) if k else 0)
-    budget = max(1, options.memory_bytes - min(16 << 20, options.memory_bytes // 4))
+    memory = options.memory_bytes // max(1, workers)
+    budget = max(1, memory - min(16 << 20, memory // 4))
     elems = max(1, budget // per)
     br = options.block_references or min(n_reference, max(2048, -(-n_reference // 8)),
                                          max(1, elems // max(1, min(n_query, 1024))))
     br = max(1, min(br, n_reference))
     rest = max(1, budget - br * desc_bytes)
-    bq = options.block_queries or max(1, min(n_query, rest // (per * br + row_bytes)))
+    bq = options.block_queries or min(rest // (per * br + row_bytes),
+                                      -(-n_query // max(1, workers)))
     bq = max(1, min(bq, n_query))
     return BlockPlan(int(bq), int(br), backend, device, float(tol))
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from geobench.errors import UsageError
-from geobench.eval import blocks
+from geobench.eval import blocks, threads
 from geobench.eval.csr import CSR
 from geobench.eval.plan import (
     BlockPlan,
@@ -106,18 +106,23 @@ def search(query: np.ndarray, reference: np.ndarray, positives: CSR, *, k: int =
 
     name, device = _resolve_backend(options)
     tol = tolerance(query, reference)
-    plan = plan_blocks(nq, nr, dim, options, name, device, tol, k)
+    workers = threads.search_workers(name, nq)
+    plan = plan_blocks(nq, nr, dim, options, name, device, tol, k, workers=workers)
     above = np.zeros(thresholds.shape, dtype=np.int64)
     tied = np.zeros(thresholds.shape, dtype=np.int64)
     top_i = np.full((nq, k), -1, dtype=np.int64)
     top_s = np.full((nq, k), -np.inf, dtype=np.float32)
-    engine = blocks.make_engine(name, device, query, reference, plan, options.memory_bytes)
     n_blocks = -(-nq // plan.block_queries) * -(-nr // plan.block_references)
+    engines = [blocks.make_engine(name, device, query, reference, plan,
+                                  options.memory_bytes // workers) for _ in range(workers)]
+
+    def run(engine, q0: int) -> None:
+        q1 = min(nq, q0 + plan.block_queries)
+        blocks.run_query_block(engine, q0, q1, thresholds[q0:q1], above[q0:q1], tied[q0:q1],
+                               top_i[q0:q1], top_s[q0:q1], handle)
+
     with bar(progress, total=n_blocks) as handle:
-        for q0 in range(0, nq, plan.block_queries):
-            q1 = min(nq, q0 + plan.block_queries)
-            blocks.run_query_block(engine, q0, q1, thresholds[q0:q1], above[q0:q1],
-                                    tied[q0:q1], top_i[q0:q1], top_s[q0:q1], handle)
+        threads.each(run, engines, range(0, nq, plan.block_queries))
     has = lengths > 0
     ranks = np.where(has, above[:, 0], nr).astype(np.int64)
     flat_above = np.full(len(rows), -1, dtype=np.int64)
@@ -130,7 +135,7 @@ def search(query: np.ndarray, reference: np.ndarray, positives: CSR, *, k: int =
     t = np.where(has, tied[:, 0] - p, 0).astype(np.int64)
     top_i, top_s = _sort_topk(top_i, top_s)
     return SearchResult(ranks, pos, scores, flat_above, top_i, top_s, nr, plan, t, p, flat_tied,
-                        dict(getattr(engine, "phases", {})))
+                        threads.mean_phases(engines))
 
 
 def _sort_topk(idx: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
