@@ -72,7 +72,7 @@ def wrap_lon(lon: Any) -> np.ndarray:
 def _check_lat(lat: np.ndarray, lo: float, hi: float, what: str) -> None:
     bad = ~((lat >= lo) & (lat <= hi))
     if np.any(bad):
-        value = lat[bad].flat[0]
+        value = lat[bad].flat[0].item()  # a Python float: numpy 2 reprs np.float64(85.0)
         raise UsageError(f"latitude {value!r} is outside {what} [{lo}, {hi}]; "
                          f"use great-circle (lat/lon) distances for such points")
 
@@ -139,7 +139,7 @@ def _northern(zone_letter_: Any, northern: Any, shape: tuple[int, ...]) -> np.nd
     letters = np.char.upper(np.asarray(zone_letter_, dtype=str))
     valid = np.isin(letters, list(ZONE_LETTERS))
     if not np.all(valid):
-        bad = letters[~valid].flat[0]
+        bad = str(letters[~valid].flat[0])  # 'I', not numpy 2's np.str_('I')
         raise UsageError(f"UTM zone letter {bad!r} is not one of {ZONE_LETTERS}")
     return np.broadcast_to(letters >= "N", shape)
 
