@@ -6,6 +6,8 @@ misorders ties, or a chunking loop that mishandles a dense area would show.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -136,6 +138,18 @@ def test_great_circle_pairs_at_exactly_the_radius_are_found(metres):
         assert i in links.row(i + 1)[0].tolist()
 
 
+def test_great_circle_search_is_warning_free():
+    # Unit vectors built from both coordinates are finite; a NaN in them would warn when
+    # cast to integer cells (and silently collapse the grid).
+    q = [[10.0, 20.0], [-45.0, 179.995]]  # the second link crosses the antimeridian
+    r = [[10.001, 20.0], [-45.0, -179.995], [60.0, 0.0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        links = radius.radius_links_latlon(q, r, 1000.0)
+    _assert_same(links, radius.brute_force_links(q, r, 1000.0, metric="latlon"))
+    assert links.counts().tolist() == [1, 1]
+
+
 def test_great_circle_radius_of_a_quarter_meridian():
     # 1e7 m is ~90 degrees of arc: the cell is the chord of that arc (~1.41), not its sine's.
     links = radius.radius_links_latlon([[0.0, 0.0]], [[0.0, 80.0], [0.0, 100.0], [-85.0, 0.0]],
@@ -148,11 +162,12 @@ def test_great_circle_radius_of_a_quarter_meridian():
 
 def test_great_circle_radius_of_another_sphere():
     # On the unit sphere distances are radians: 90 degrees of arc is pi/2 "metres".
-    links = radius.radius_links_latlon([[0.0, 0.0]], [[0.0, 90.0], [0.0, 180.0]], 2.0,
-                                       radius_m=1.0)
-    ids, dist = links.row(0)
-    assert ids.tolist() == [0]
-    assert dist[0] == pytest.approx(np.pi / 2, rel=1e-14)
+    q, r = [[0.0, 0.0]], [[0.0, 90.0], [0.0, 180.0]]
+    for links in (radius.radius_links_latlon(q, r, 2.0, radius_m=1.0),
+                  radius.brute_force_links(q, r, 2.0, metric="latlon", radius_m=1.0)):
+        ids, dist = links.row(0)
+        assert ids.tolist() == [0]
+        assert dist[0] == pytest.approx(np.pi / 2, rel=1e-14)
 
 
 def test_great_circle_radius_zero_keeps_exact_duplicates():
