@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from geobench.bench import MB, interleaved, make_row, peak_rss_subprocess
+from geobench.bench import MB, interleaved, make_row, peak_rss_subprocess, planted, selected
 
 STAGE = "mine"
 RADIUS = 25.0
@@ -61,12 +61,16 @@ def _dense_rows(q: np.ndarray, r: np.ndarray, quick: bool) -> list[dict]:
 
     peer = "dense distance matrix (scipy cdist + threshold)"
     if not quick:
-        return [make_row(STAGE, f"radius search utm {len(q) // 1000}k q x {len(r) // 1000}k r "
-                         f"vs dense", "time", None, None, "s", "", peer=peer,
+        case = f"radius search utm {len(q) // 1000}k q x {len(r) // 1000}k r vs dense"
+        if not selected(case):
+            return []
+        return [make_row(STAGE, case, "time", None, None, "s", "", peer=peer,
                          note=f"not run: the dense matrix needs {len(q) * len(r) * 8 / 2**30:.0f}"
                               f" GB; see the quick run's subset")]
     sub_q, sub_r = q[:1000], r[:20000]
     case = f"radius search utm {len(sub_q) // 1000}k q x {len(sub_r) // 1000}k r vs dense"
+    if not selected(case):
+        return []
     t = interleaved({"geobench": lambda: radius_links(sub_q, sub_r, RADIUS),
                      "dense": lambda: dense_links(sub_q, sub_r, RADIUS)}, repeat=5, warmup=1)
     mem = {name: peak_rss_subprocess(fn, sub_q, sub_r, RADIUS).delta / MB
@@ -88,33 +92,38 @@ def run(quick: bool) -> list[dict]:
     r, q = street_points(rng, nr, side), street_points(rng, nq, side)
     case = f"{nq // 1000}k q x {nr // 1000}k r @ {RADIUS:g} m"
     rows = []
-    links = radius_links(q, r, RADIUS)
-    n_links = int(links.indptr[-1])
-    best = interleaved({"grid": lambda: radius_links(q, r, RADIUS),
-                        "kdtree": lambda: kdtree_pairs(q, r, RADIUS)},
-                       repeat=7 if quick else 5, warmup=1)
-    rows.append(make_row(STAGE, f"radius search utm {case}", "time", best["grid"],
-                         best["kdtree"], "s", "<=2.0", samples=best.ratios("grid", "kdtree"),
-                         peer="scipy cKDTree.sparse_distance_matrix", links=n_links,
-                         no_positive=len(links.without_links()),
-                         note="floor = scipy cKDTree.sparse_distance_matrix"))
-    mem = peak_rss_subprocess(mine_case, q, r, RADIUS)
-    rows.append(make_row(STAGE, f"radius search utm {case}", "peak_memory", mem.delta / MB,
-                         n_links * LINK_BYTES / MB, "MB", "<=", exact=mem.exact,
-                         dense_matrix_mb=round(nq * nr * 8 / MB),
-                         note="floor = bytes of the links found"))
+    if selected(f"radius search utm {case}"):
+        links = radius_links(q, r, RADIUS)
+        n_links = int(links.indptr[-1])
+        grid = planted(f"radius search utm {case}", lambda: radius_links(q, r, RADIUS))
+        best = interleaved({"grid": grid, "kdtree": lambda: kdtree_pairs(q, r, RADIUS)},
+                           repeat=7 if quick else 5, warmup=1)
+        rows.append(make_row(STAGE, f"radius search utm {case}", "time", best["grid"],
+                             best["kdtree"], "s", "<=2.0", samples=best.ratios("grid", "kdtree"),
+                             peer="scipy cKDTree.sparse_distance_matrix", links=n_links,
+                             no_positive=len(links.without_links()),
+                             note="floor = scipy cKDTree.sparse_distance_matrix"))
+        mem = peak_rss_subprocess(mine_case, q, r, RADIUS)
+        rows.append(make_row(STAGE, f"radius search utm {case}", "peak_memory", mem.delta / MB,
+                             n_links * LINK_BYTES / MB, "MB", "<=", exact=mem.exact,
+                             dense_matrix_mb=round(nq * nr * 8 / MB),
+                             note="floor = bytes of the links found"))
     sub_q = q[: 500 if quick else 2000]
     sub_r = r[: 50_000 if quick else 100_000]
-    fast, slow = radius_links(sub_q, sub_r, RADIUS), brute_force_links(sub_q, sub_r, RADIUS)
-    rows.append(make_row(STAGE, f"exactness vs brute force {len(sub_q)} q x {len(sub_r)} r",
-                         "mismatches", _mismatches(fast, slow), None, "links", "<=0",
-                         compared=int(slow.indptr[-1])))
+    exact_case = f"exactness vs brute force {len(sub_q)} q x {len(sub_r)} r"
+    if selected(exact_case):
+        fast, slow = radius_links(sub_q, sub_r, RADIUS), brute_force_links(sub_q, sub_r, RADIUS)
+        rows.append(make_row(STAGE, exact_case, "mismatches", _mismatches(fast, slow), None,
+                             "links", "<=0", compared=int(slow.indptr[-1])))
     rows += _dense_rows(q, r, quick)
-    lat_q, lon_q = utm_to_latlon(q[:, 0], q[:, 1], 33, "T")
-    lat_r, lon_r = utm_to_latlon(r[:, 0], r[:, 1], 33, "T")
-    ll_q, ll_r = np.c_[lat_q, lon_q], np.c_[lat_r, lon_r]
-    best_ll = interleaved({"latlon": lambda: mine_case(ll_q, ll_r, RADIUS, "latlon"),
-                           "utm": lambda: mine_case(q, r, RADIUS, "utm")}, repeat=1, warmup=0)
-    rows.append(make_row(STAGE, f"radius search great-circle {case}", "time", best_ll["latlon"],
-                         best_ll["utm"], "s", "", note="floor = the same search on UTM"))
+    if selected(f"radius search great-circle {case}"):
+        lat_q, lon_q = utm_to_latlon(q[:, 0], q[:, 1], 33, "T")
+        lat_r, lon_r = utm_to_latlon(r[:, 0], r[:, 1], 33, "T")
+        ll_q, ll_r = np.c_[lat_q, lon_q], np.c_[lat_r, lon_r]
+        best_ll = interleaved({"latlon": lambda: mine_case(ll_q, ll_r, RADIUS, "latlon"),
+                               "utm": lambda: mine_case(q, r, RADIUS, "utm")}, repeat=1,
+                              warmup=0)
+        rows.append(make_row(STAGE, f"radius search great-circle {case}", "time",
+                             best_ll["latlon"], best_ll["utm"], "s", "",
+                             note="floor = the same search on UTM"))
     return rows
