@@ -303,3 +303,18 @@ def test_a_failing_worker_stops_the_search_with_its_error(workers, monkeypatch):
     with pytest.raises(MemoryError, match="block"):
         search(q, q, CSR.from_lists([[0]] * 40), options=SearchOptions(block_queries=4))
     assert len(calls) <= 3  # each worker stops after its first failure
+
+
+def test_topk_when_several_rows_overflow_by_different_amounts(workers):
+    """Six near-identical queries see ever better references; each row's buffer
+    overflows within one tile by a different count (rows padded differently)."""
+    rng = np.random.default_rng(4)
+    base = unit(rng.standard_normal((1, 16)))
+    q = unit(base + 0.05 * rng.standard_normal((6, 16)))
+    r = unit(rng.standard_normal((2000, 16)))
+    r = r[np.argsort(r @ base[0])]
+    s = q.astype(np.float64) @ r.astype(np.float64).T
+    order = np.argsort(-s, axis=1, kind="stable")
+    res = search(q, r, CSR.from_lists([[0]] * 6), k=10,
+                 options=SearchOptions(block_queries=6, block_references=2000))
+    assert res.topk_indices.tolist() == order[:, :10].tolist()
