@@ -115,3 +115,37 @@ def test_rank_counts_over_a_row_of_half_a_million_references():
     q = np.array([[1.0], [-1.0]], np.float32)  # query 1: its positive (the same) is the best
     res = search(q, r, CSR.from_lists([[7], [7]]), options=SearchOptions(block_references=n))
     assert res.ranks.tolist() == [n - 1, 0]
+
+
+def test_phase_clock_splits_products_passes_and_rescoring(near, monkeypatch):
+    """With a clock that ticks once per reading, each phase's total is a count: one tick
+    per block product, one per block's passes plus one per query block's top-K, and one
+    per re-scoring call (moved from passes to rescoring)."""
+    import types
+
+    from geobench.eval import blocks
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(blocks, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    q, r, rows = near
+    res = search(q, r, CSR.from_lists(rows), k=3,
+                 options=SearchOptions(block_queries=20, block_references=500))
+    n_query_blocks, n_blocks = 3, 3 * 3
+    assert set(res.phases) == {"products", "passes", "rescoring"}
+    assert res.phases["products"] == n_blocks
+    assert res.phases["rescoring"] >= n_query_blocks  # every query block re-scores its ties
+    assert res.phases["passes"] == n_blocks + n_query_blocks + res.phases["rescoring"]
+
+
+def test_torch_backend_runs_the_torch_engine(near, monkeypatch):
+    from geobench.eval import blocks
+
+    calls = []
+    scores = blocks.TorchEngine.scores
+    monkeypatch.setattr(blocks.TorchEngine, "scores",
+                        lambda self, *a: calls.append(1) or scores(self, *a))
+    q, r, rows = near
+    res = search(q[:8], r[:300], CSR.from_lists([[0]] * 8), k=2,
+                 options=SearchOptions(backend="torch", device="cpu", block_references=100))
+    assert len(calls) == 3 and res.plan.backend == "torch"
