@@ -62,6 +62,10 @@ PLAN_CASES = [
     (700, 5000, 100, 10 << 20, 7, 1),         # elems // nq decides br (nq < 1024)
     (1, 1, 1, 1, 0, 1),                       # the smallest plan
     (3, 7, 2, 5, 0, 2),                       # 1-byte budgets
+    (1, 10, 2, 10, 0, 1),                     # one score fits: blocks of one reference
+    (1, 10_000_000, 16, 1 << 20, 0, 1),       # a single query gets the whole budget
+    (5000, 30_000, 64, 3 << 26, 2000, 1),     # 2K > 1024 with a large K
+    (506456970, 187808888838754402, 101, 298427, 0, 8),  # br = elems // nq, whole
 ]
 
 
@@ -104,7 +108,12 @@ def test_plan_blocks_huge_budgets_stay_integral():
     for mem, nq, nr, dim, k, w in [(2 ** 70 + 12345, 2 ** 60, 2 ** 40 + 3, 3, 0, 3),
                                    (2 ** 66 - 1, 2 ** 61 + 1, 2 ** 55 + 7, 1, 9, 1),
                                    (2 ** 64 + 5, 2 ** 62, 2 ** 12, 5, 0, 1),
-                                   (3 ** 45, 2 ** 62 + 3, 3 ** 20, 7, 2, 5)]:
+                                   (3 ** 45, 2 ** 62 + 3, 3 ** 20, 7, 2, 5),
+                                   # found by a random search against float-division variants
+                                   (17826399406338761238192613, 34632361565913980744, 1072970,
+                                    5, 1224, 5),
+                                   (3305014198630732668413, 18628560295649895042518,
+                                    172652558512900278827435, 23, 0, 7)]:
         p = plan_blocks(nq, nr, dim, SearchOptions(memory_bytes=mem), "numpy", "cpu", 0.0, k,
                         workers=w)
         assert (p.block_queries, p.block_references) == expected_plan(nq, nr, dim, mem, k, w)
@@ -128,6 +137,14 @@ def test_plan_blocks_rejects_non_positive_memory(mem):
     msg = f"memory budget must be positive, got {mem} bytes"
     with pytest.raises(UsageError, match=re.escape(msg)):
         plan_blocks(4, 4, 4, SearchOptions(memory_bytes=mem), "numpy", "cpu", 0.0)
+
+
+def test_plan_blocks_quarter_reserve_is_whole_bytes():
+    # 45 bytes: reserve 45 // 4 = 11, budget 34; one-reference blocks cost 6 + 4 bytes
+    # per query after the 4-byte reference block: (34 - 4) // 10 = 3
+    opts = SearchOptions(memory_bytes=45, block_references=1)
+    p = plan_blocks(10, 5, 1, opts, "numpy", "cpu", 0.0)
+    assert (p.block_queries, p.block_references) == (3, 1)
 
 
 def test_plan_blocks_one_byte_budget_is_valid():
