@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from geobench.errors import DataError, UsageError
-from geobench.eval import plan as plan_mod
 from geobench.eval import search as search_mod
 from geobench.eval import threads
 from geobench.eval.csr import CSR

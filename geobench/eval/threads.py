@@ -16,8 +16,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import numpy as np
-
 
 def cpu_threads() -> int:
     """Threads the user gave the numeric libraries (OMP_NUM_THREADS and kin), else every
@@ -99,4 +97,4 @@ def mean_phases(engines: Sequence[Any]) -> dict[str, float]:
     for engine in engines:
         for key, value in getattr(engine, "phases", {}).items():
             total[key] = total.get(key, 0.0) + value
-    return {key: float(np.float64(value) / len(engines)) for key, value in total.items()}
+    return {key: value / len(engines) for key, value in total.items()}
