@@ -22,6 +22,7 @@ from geobench.train import checkpoint as ckpt
 from geobench.train import distributed as dist
 from geobench.train.config import TrainConfig, write_config
 from geobench.train.runlog import epoch_line, write_log
+from geobench.train.step import StepParts, train_step, trainable
 
 PRIMARY = "r@1"
 
@@ -158,9 +159,8 @@ class _Run:
                              f"cannot train on the pair scores pairwise_training uses; choose "
                              f"soft_margin_triplet, semi_soft_tri_hard or infonce, or set "
                              f"pairwise_training: false in --config")
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.params += [p for p in self.loss_fn.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(cfg, self.params)
+        named = trainable(self.model, self.loss_fn)
+        self.optimizer = build_optimizer(cfg, [p for _, p in named])
         self.scheduler = build_scheduler(cfg, self.optimizer, self.total, self.spe)
         self.amp = bool(cfg.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -170,6 +170,11 @@ class _Run:
 
             self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                            find_unused_parameters=bool(getattr(self.model, "pairwise", False)))
+        self.parts = StepParts(self.net, self.loss_fn, self.optimizer, self.scheduler, named,
+                               device=self.device, scaler=self.scaler, amp=self.amp,
+                               grad_clip=cfg.grad_clip, grad_clip_mode=cfg.grad_clip_mode,
+                               pairwise=cfg.pairwise_training,
+                               gather=self._gather if ctx.enabled else None)
         self.step, self.log, self.best, self.resumed_from = 0, [], None, 0
         self.epoch_losses: list[float] = []  # this epoch's step losses (kept across a resume)
         self.good_checkpoint: Path | None = None
@@ -282,40 +287,17 @@ class _Run:
             self.best = None  # so that the next evaluation re-establishes it
 
     # --- one step ----------------------------------------------------------------------
-    def _step(self, q_img, r_img, labels=None) -> float:
-        import torch
+    def _step(self, *batch) -> float:
+        out = train_step(self.parts, batch)
+        if not math.isfinite(out.loss):
+            self._nan(out.loss)
+        return out.loss
 
-        q_img = q_img.to(self.device, non_blocking=True)
-        r_img = r_img.to(self.device, non_blocking=True)
-        if self.cfg.pairwise_training:
-            # Pair scores need both images of a pair on one rank, so under DDP each rank's
-            # negatives are its own batch (the descriptor path gathers all ranks instead).
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                sim = self.net(q_img, r_img, matrix=True)
-            loss = self.loss_fn.from_similarity(sim.float())
-        else:
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                q, r = self.net(q_img, r_img)
-            if self.ctx.enabled:
-                q, r = dist.gather_with_grad(q), dist.gather_with_grad(r)
-                if labels is not None:
-                    labels = dist.gather_rows(labels.to(self.device), self.ctx)
-            extra = {} if labels is None else {"labels": labels.to(self.device)}
-            loss = self.loss_fn(q.float(), r.float(), **extra)
-        value = float(loss.item())
-        if not math.isfinite(value):
-            self._nan(value)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.cfg.grad_clip is not None:
-            from geobench.train.optim import clip_gradients
-
-            self.scaler.unscale_(self.optimizer)
-            clip_gradients(self.cfg, self.params)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        return value
+    def _gather(self, q, r, labels):
+        q, r = dist.gather_with_grad(q), dist.gather_with_grad(r)
+        if labels is not None:
+            labels = dist.gather_rows(labels.to(self.device), self.ctx)
+        return q, r, labels
 
     def _nan(self, value: float) -> None:
         kept = (f"the last good checkpoint {self.good_checkpoint} (step "

@@ -55,13 +55,3 @@ def build_scheduler(cfg: TrainConfig, optimizer: Any, total_steps: int, steps_pe
                       gamma=cfg.lr_gamma, stretch=cfg.schedule_stretch)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-
-def clip_gradients(cfg: TrainConfig, params: list[Any]) -> None:
-    import torch
-
-    if cfg.grad_clip is None:
-        return
-    if cfg.grad_clip_mode == "value":
-        torch.nn.utils.clip_grad_value_(params, cfg.grad_clip)
-    else:
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
