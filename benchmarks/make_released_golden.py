@@ -1,0 +1,101 @@
+"""Golden outputs of released place-recognition models, from their official code.
+
+Run in a side environment with torch and torchvision (never a geobench dependency), with
+git checkouts of the official repositories:
+
+    /path/to/side/python benchmarks/make_released_golden.py \
+        --megaloc MEGALOC_CHECKOUT --dinov2 DINOV2_CHECKOUT
+
+Every network is built by its own code, its weights overwritten by
+tests/golden_weights.fill (deterministic by parameter name, so nothing large is stored),
+and run in eval mode on seeded inputs of non-square sizes (position embeddings are
+interpolated). tests/fixtures/released_golden.npz keeps the outputs;
+tests/test_released_golden.py builds geobench's networks the same way and compares.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "tests" / "fixtures" / "released_golden.npz"
+sys.path.insert(0, str(ROOT / "tests"))
+from golden_weights import fill_state, images  # noqa: E402
+
+CASES = {  # name: (seed, n, h, w)
+    "megaloc": (0, 2, 182, 252),
+    "dinov2_vits14_reg": (1, 2, 126, 98),
+    "dinov2_vits14": (2, 1, 98, 140),
+}
+
+
+def _load(model) -> None:
+    import torch
+
+    state = {k: torch.from_numpy(v) for k, v in fill_state(model.state_dict()).items()}
+    model.load_state_dict(state, strict=True)
+    model.eval()
+
+
+def megaloc(checkout: Path) -> dict[str, np.ndarray]:
+    import torch
+
+    sys.path.insert(0, str(checkout))
+    from megaloc_model import MegaLoc  # the official file
+
+    import megaloc_model
+
+    # The full layout (names and shapes) of the released model, built without memory.
+    with torch.device("meta"):
+        full = MegaLoc()
+    keys = np.array([f"{k}:{'x'.join(map(str, v.shape))}" for k, v in full.state_dict().items()])
+    # Outputs at a depth of 2 blocks and 512 output dims (the released model has 12 and 8448,
+    # 229 M parameters: too slow for a test); every other size is the released one.
+    defaults = list(megaloc_model.DINOv2.__init__.__defaults__)
+    defaults[4] = 2  # depth
+    megaloc_model.DINOv2.__init__.__defaults__ = tuple(defaults)
+    model = MegaLoc(feat_dim=512)
+    _load(model)
+    seed, n, h, w = CASES["megaloc"]
+    with torch.no_grad():
+        out = model(torch.from_numpy(images(seed, n, h, w))).numpy()
+    return {"megaloc": out, "megaloc.keys": keys}
+
+
+def dinov2(checkout: Path) -> dict[str, np.ndarray]:
+    import torch
+
+    sys.path.insert(0, str(checkout))
+    from dinov2.hub.backbones import dinov2_vits14, dinov2_vits14_reg
+
+    out = {}
+    for name, build in (("dinov2_vits14_reg", dinov2_vits14_reg), ("dinov2_vits14", dinov2_vits14)):
+        model = build(pretrained=False)
+        _load(model)
+        seed, n, h, w = CASES[name]
+        with torch.no_grad():
+            f = model.forward_features(torch.from_numpy(images(seed, n, h, w)))
+        out[f"{name}.cls"] = f["x_norm_clstoken"].numpy()
+        out[f"{name}.patches"] = f["x_norm_patchtokens"].numpy()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--megaloc", type=Path, required=True)
+    ap.add_argument("--dinov2", type=Path, required=True)
+    args = ap.parse_args()
+    import torch
+
+    torch.manual_seed(0)
+    arrays = {**megaloc(args.megaloc), **dinov2(args.dinov2)}
+    arrays["versions.torch"] = np.array(torch.__version__)
+    np.savez_compressed(OUT, **arrays)
+    print(f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KB): {sorted(arrays)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Released visual place recognition models built on DINOv2, with the official layouts.
+
+Each model's state-dict names are the official ones, so the publisher's file loads key for
+key with `--weights` (no renaming):
+
+- `megaloc` (gmberton/MegaLoc, MIT): DINOv2 ViT-B/14 -> SALAD over the patch map and the
+  class token (64 clusters x 256 + a 256-D token) -> Linear(16,640 -> 8,448) -> L2.
+  Keys `backbone.*` (DINOv2 without `mask_token`), `aggregator.agg.*`, `aggregator.linear.*`.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from torch import Tensor, nn
+
+from geobench.errors import UsageError
+from geobench.models.aggregators import SALAD
+from geobench.models.backbones.dinov2 import VITB14, DinoV2
+from geobench.models.base import GeoModel
+from geobench.models.registry import ModelCard, register_model
+
+Size = tuple[int, int]
+PATCH = 14
+
+
+class SaladHead(nn.Module):
+    """SALAD over (class token, patch map), optionally projected by a linear layer
+    (MegaLoc's `Aggregator`: `agg` then `linear`)."""
+
+    def __init__(self, channels: int, clusters: int, cluster_dim: int, token_dim: int,
+                 hidden: int, out_dim: int | None) -> None:
+        super().__init__()
+        self.agg = SALAD(channels, clusters, cluster_dim, token_dim, hidden=hidden)
+        self.linear = nn.Linear(self.agg.out_dim, out_dim) if out_dim else None
+        self.out_dim = out_dim or self.agg.out_dim
+
+    def forward(self, token: Tensor, fmap: Tensor) -> Tensor:
+        v = self.agg(fmap, token)
+        return v if self.linear is None else self.linear(v)
+
+
+class DinoModel(GeoModel):
+    """One DINOv2 network shared by every view, and a head over its tokens."""
+
+    view_agnostic = True
+
+    def __init__(self, card: ModelCard, backbone: DinoV2, aggregator: nn.Module) -> None:
+        super().__init__(card)
+        self.backbone = backbone
+        self.aggregator = aggregator
+
+    def encode(self, images: Tensor, branch: str) -> Tensor:
+        token, fmap = self.backbone.tokens(images)
+        return self.aggregator(token, fmap)
+
+
+def patch_sizes(name: str, card: ModelCard, input_size: dict[str, Size] | None) -> dict[str, Size]:
+    """The views' sizes, each side a multiple of the patch size (DINOv2 cuts 14-px patches)."""
+    sizes = {k: (int(v[0]), int(v[1])) for k, v in (input_size or card.input_size).items()}
+    for view, (h, w) in sizes.items():
+        if h % PATCH or w % PATCH or h <= 0 or w <= 0:
+            near = (max(PATCH, round(h / PATCH) * PATCH), max(PATCH, round(w / PATCH) * PATCH))
+            raise UsageError(f"model {name!r}: input_size {view} {h}x{w} is not a multiple of "
+                             f"{PATCH} px on each side; use {near[0]}x{near[1]} (the official "
+                             f"code rounds to the nearest multiple the same way)")
+    return sizes
+
+
+MEGALOC_CARD = ModelCard(
+    paper="Berton & Masone, MegaLoc: One Retrieval to Place Them All, CVPR Workshops 2025",
+    description="DINOv2 ViT-B/14 + SALAD (64x256 + 256 token) + linear to 8448-D, one network",
+    input_size={"street": (322, 322)},
+    descriptor_dim=8448,
+    query_view="street",
+    reference_view="street",
+    recipe={
+        "loss": "multi_similarity", "loss_args": {"alpha": 1.0, "beta": 50.0, "base": 0.0},
+        "miner": {"name": "multi_similarity", "epsilon": 0.1},
+        "optimizer": "adamw", "lr": 1e-5, "weight_decay": 1e-3, "batch_size": 32,
+        "images_per_place": 4, "epochs": 4, "schedule": {"name": "constant"}, "amp": True,
+        "provenance": "[R] gmberton/MegaLoc megaloc_model.py: architecture and released weights. "
+        "[A] fine-tuning defaults (the MixVPR/SALAD family's multi-similarity loss, a small "
+        "AdamW step): MegaLoc's own multi-dataset training is not reproduced by geobench",
+    },
+    presets={"tiny": {
+        "kwargs": {"dims": (32, 2, 2), "grid": 4, "clusters": 4, "cluster_dim": 8,
+                   "token_dim": 8, "hidden": 16, "out_dim": 64},
+        "input_size": {"street": (56, 56)},
+        "recipe": {"batch_size": 32, "epochs": 8, "lr": 1e-3, "amp": False,
+                   "schedule": {"name": "constant"}},
+        "params_m": 0.0496,
+    }},
+    params_m=228.64,
+    notes="Licence MIT. Weights: HuggingFace gberton/MegaLoc model.safetensors. Official "
+    "preprocessing (VPR-methods-evaluation): ImageNet mean/std, each image at its own size "
+    "rounded to multiples of 14 px (antialiased resize); pass input_size to match, e.g. "
+    "476x644 for 480x640 images. Descriptors are 8448-D, L2-normalised.",
+)
+
+
+@register_model(card=MEGALOC_CARD)
+def megaloc(
+    input_size: dict[str, Size] | None = None,
+    dims: tuple[int, int, int] = VITB14,
+    grid: int = 37,
+    clusters: int = 64,
+    cluster_dim: int = 256,
+    token_dim: int = 256,
+    hidden: int = 512,
+    out_dim: int = 8448,
+) -> DinoModel:
+    sizes = patch_sizes("megaloc", MEGALOC_CARD, input_size)
+    backbone = DinoV2(tuple(dims), grid=grid, mask_token=False)
+    head = SaladHead(backbone.embed_dim, clusters, cluster_dim, token_dim, hidden, out_dim)
+    return DinoModel(replace(MEGALOC_CARD, input_size=sizes, descriptor_dim=head.out_dim),
+                     backbone, head)

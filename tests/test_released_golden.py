@@ -1,0 +1,82 @@
+"""Released VPR networks equal their official code (fixture: benchmarks/make_released_golden.py).
+
+The official networks (gmberton/MegaLoc `MegaLoc`, facebookresearch/dinov2 hub builders) were
+run with weights from tests/golden_weights.fill on seeded non-square inputs; geobench builds
+its networks, fills the same names with the same values (so the official state-dict layout
+must load key for key, strictly) and must give the same outputs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geobench.errors import UsageError
+from geobench.models import build_model
+from geobench.models.backbones.dinov2 import VITS14, DinoV2
+from tests.golden_weights import fill_state, images
+
+GOLDEN = np.load(Path(__file__).parent / "fixtures" / "released_golden.npz")
+
+
+def _filled(model: torch.nn.Module) -> torch.nn.Module:
+    state = {k: torch.from_numpy(v) for k, v in fill_state(model.state_dict()).items()}
+    model.load_state_dict(state, strict=True)  # the official names, every key
+    return model.eval()
+
+
+def test_megaloc_layout_is_the_released_one_key_for_key():
+    with torch.device("meta"):
+        model = build_model("megaloc")
+    got = [f"{k}:{'x'.join(map(str, v.shape))}" for k, v in model.state_dict().items()]
+    assert sorted(got) == sorted(GOLDEN["megaloc.keys"].tolist())
+    assert model.card.descriptor_dim == 8448
+
+
+def test_megaloc_equals_the_official_model_on_a_non_square_batch():
+    # The official MegaLoc at 2 blocks and 512 output dims (see the generator).
+    model = _filled(build_model("megaloc", input_size={"street": (182, 252)},
+                                dims=(768, 2, 12), out_dim=512))
+    with torch.no_grad():
+        got = model.embed(torch.from_numpy(images(0, 2, 182, 252)), "street").numpy()
+    want = GOLDEN["megaloc"]
+    assert got.shape == want.shape == (2, 512)
+    assert np.abs(got - want).max() < 2e-6
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, registers, seed, n, h, w", [
+    ("dinov2_vits14_reg", 4, 1, 2, 126, 98),   # exact-size antialiased interpolation
+    ("dinov2_vits14", 0, 2, 1, 98, 140),       # scale-factor interpolation with 0.1 offset
+])
+def test_dinov2_tokens_equal_the_hub_model(name, registers, seed, n, h, w):
+    net = _filled(DinoV2(VITS14, registers=registers))
+    with torch.no_grad():
+        cls, fmap = net.tokens(torch.from_numpy(images(seed, n, h, w)))
+    patches = fmap.flatten(2).transpose(1, 2).numpy()
+    assert patches.shape == GOLDEN[f"{name}.patches"].shape == (n, (h // 14) * (w // 14), 384)
+    assert np.abs(cls.numpy() - GOLDEN[f"{name}.cls"]).max() < 2e-5
+    assert np.abs(patches - GOLDEN[f"{name}.patches"]).max() < 2e-5
+
+
+def test_hub_layout_loads_and_unknown_sizes_are_refused():
+    net = DinoV2(VITS14, registers=4)
+    keys = set(net.state_dict())
+    assert {"mask_token", "register_tokens", "cls_token", "pos_embed",
+            "blocks.11.ls2.gamma", "patch_embed.proj.weight"} <= keys
+    assert net.pos_embed.shape == (1, 37 * 37 + 1, 384)
+    with pytest.raises(UsageError, match="multiples of 14"):
+        net.tokens(torch.zeros(1, 3, 100, 98))
+    with pytest.raises(UsageError, match="use 182x252"):
+        build_model("megaloc", input_size={"street": (180, 250)})
+
+
+def test_freezing_stops_gradients_to_the_first_blocks_and_the_tokens():
+    net = DinoV2((16, 3, 2), grid=2)
+    net.freeze_stages(2)
+    frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
+    assert {"cls_token", "pos_embed", "mask_token", "patch_embed.proj.weight"} <= frozen
+    assert any(n.startswith("blocks.1.") for n in frozen)
+    assert not any(n.startswith("blocks.2.") for n in frozen)
