@@ -44,9 +44,8 @@ def megaloc(checkout: Path) -> dict[str, np.ndarray]:
     import torch
 
     sys.path.insert(0, str(checkout))
-    from megaloc_model import MegaLoc  # the official file
-
     import megaloc_model
+    from megaloc_model import MegaLoc  # the official file
 
     # The full layout (names and shapes) of the released model, built without memory.
     with torch.device("meta"):
