@@ -306,10 +306,10 @@ def test_noise_baseline_keeps_every_run(tmp_path):
 
 
 def test_stage_from_several_modules_and_duplicate_rows(fakes):
-    from geobench.bench.collect import _stage_rows
+    from geobench.bench.stages import stage_rows
 
-    rows, _ = _stage_rows("prep", ("fakestages.prep", "fakestages.nothere"), quick=True)
+    rows, _ = stage_rows("prep", ("fakestages.prep", "fakestages.nothere"), quick=True)
     assert [r.status for r in rows] == ["pass", "miss", "pass", "info", "error"]
-    rows, _ = _stage_rows("prep", ("fakestages.prep", "fakestages.prep"), quick=True)
+    rows, _ = stage_rows("prep", ("fakestages.prep", "fakestages.prep"), quick=True)
     dup = [r.error for r in rows if r.status == "error"]
     assert len(dup) == 4 and "must be unique" in dup[0]

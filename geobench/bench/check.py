@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from geobench.bench import BenchRow, parse_target
+from geobench.bench.rows import BenchRow, parse_target
 from geobench.bench.stats import compare, parse_samples
 from geobench.errors import DataError, SchemaError, UsageError
 

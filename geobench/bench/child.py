@@ -1,4 +1,5 @@
-"""Run one piece of benchmark work in a fresh interpreter: `python -m geobench.bench.child`.
+"""Run one piece of benchmark work in a fresh interpreter: a stage (`geobench bench` isolates
+each one) or a function whose peak memory is measured (`peak_rss_subprocess`).
 
 A plain subprocess (not multiprocessing) so it works whatever the parent's __main__ is
 (a console script, `python -c`, stdin, a notebook). The work and its result travel as
@@ -14,8 +15,17 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from geobench.bench.memory import current_rss, peak_rss, reset_peak_rss
+from geobench.bench.threadcount import bench_threads, set_threads
+
+# Runs main() without `-m`: that would import this module a second time as __main__, after
+# the package face (which imports it) already did.
+ENTRY = "import sys; from geobench.bench.child import main; sys.exit(main(sys.argv[1:]))"
 
 
 class ChildFailed(RuntimeError):
@@ -32,8 +42,8 @@ def run_in_child(job: tuple, timeout: float | None = None) -> Any:
         # The child must import what the parent can (tests put fake stage modules on sys.path).
         paths = [p for p in sys.path if p] + env.get("PYTHONPATH", "").split(os.pathsep)
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
-        proc = subprocess.Popen([sys.executable, "-m", "geobench.bench.child", str(job_path),
-                                 str(result_path)], env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-c", ENTRY, str(job_path), str(result_path)],
+                                env=env, stdin=subprocess.DEVNULL)
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -54,18 +64,48 @@ def run_in_child(job: tuple, timeout: float | None = None) -> Any:
     return payload
 
 
-def _work(job: tuple) -> Any:
-    from geobench.bench import current_rss, peak_rss, reset_peak_rss, set_threads
+@dataclass(frozen=True)
+class PeakMemory:
+    """What `peak_rss_subprocess` measured, in bytes."""
 
+    result: Any
+    baseline: int  # RSS right before the call (interpreter, imports, arguments)
+    peak: int  # peak RSS of the child during the call
+    exact: bool  # False where the peak could not be reset (it may include import spikes)
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def delta(self) -> int:
+        """Memory the call itself added on top of the baseline."""
+        return max(0, self.peak - self.baseline)
+
+
+def peak_rss_subprocess(fn: Callable[..., Any], *args: Any, n_threads: int | None = None,
+                        timeout: float | None = None, **kwargs: Any) -> PeakMemory:
+    """Run fn(*args, **kwargs) in a fresh interpreter; return its result and peak memory.
+
+    fn must be importable by name (a module-level function, not one defined in __main__)
+    and its arguments and result picklable. The child's peak is reset right before the
+    call, so `delta` is what fn allocated on top of the imported libraries and the
+    unpickled arguments. Raises RuntimeError (ChildFailed) if fn raises, the child dies
+    (e.g. killed for memory) or it exceeds `timeout` seconds.
+    """
+    job = ("call", fn, args, kwargs, n_threads or bench_threads())
+    result, baseline, peak, exact, seconds = run_in_child(job, timeout=timeout)
+    return PeakMemory(result=result, baseline=baseline, peak=peak, exact=exact, seconds=seconds)
+
+
+def _work(job: tuple) -> Any:
     kind = job[0]
     if kind == "stage":
-        from geobench.bench.collect import _stage_rows
+        from geobench.bench.stages import stage_rows
         from geobench.progress import set_quiet
 
         _, stage, module_name, quick, n_threads, quiet, rows_re = job
         set_quiet(quiet)
         set_threads(n_threads)
-        return _stage_rows(stage, module_name, quick, rows_re)
+        return stage_rows(stage, module_name, quick, rows_re)
     if kind == "call":
         _, fn, args, kwargs, n_threads = job
         set_threads(n_threads)
@@ -91,7 +131,3 @@ def main(argv: list[str]) -> int:
         pickle.dump(outcome, handle, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, result_path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

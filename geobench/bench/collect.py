@@ -7,17 +7,18 @@ malformed rows becomes one error row; the other stages still run.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import platform
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from geobench.bench import STAGE_ISSUES, STAGE_MODULES, STAGES, BenchRow, bench_threads, set_threads
+from geobench.bench.child import ChildFailed, run_in_child
+from geobench.bench.rows import BenchRow
+from geobench.bench.stages import STAGE_MODULES, STAGES, stage_rows
+from geobench.bench.threadcount import bench_threads, set_threads
 from geobench.errors import UnknownNameError
 
 
@@ -76,84 +77,8 @@ def resolve_stages(text: str) -> tuple[str, ...]:
     return tuple(s for s in STAGES if s in names)
 
 
-def _stage_rows(stage: str, modules: str | tuple[str, ...], quick: bool,
-                rows_re: str | None = None) -> tuple[list[BenchRow], str]:
-    """Run every module of one stage here; never raises (failures become error rows).
-
-    With `rows_re`, stages skip the cases it does not match (`geobench.bench.selected`),
-    and rows of modules that measure everything anyway are dropped here.
-    """
-    import re
-
-    rows: list[BenchRow] = []
-    tracebacks = []
-    previous = os.environ.get("GEOBENCH_BENCH_ROWS")
-    os.environ["GEOBENCH_BENCH_ROWS"] = rows_re or ""
-    try:
-        for module_name in (modules,) if isinstance(modules, str) else modules:
-            more, tb = _module_rows(stage, module_name, quick)
-            rows += [r for r in more if not rows_re or r.status == "error"
-                     or re.search(rows_re, r.case)]
-            if tb:
-                tracebacks.append(tb)
-    finally:
-        if previous is None:
-            os.environ.pop("GEOBENCH_BENCH_ROWS", None)
-        else:
-            os.environ["GEOBENCH_BENCH_ROWS"] = previous
-    seen: set[tuple[str, str, str]] = set()
-    for row in list(rows):
-        if row.status != "error" and row.key in seen:
-            rows.append(BenchRow.failure(stage, f"two rows measure {'/'.join(row.key)}; each "
-                                                f"(stage, case, metric) must be unique, so "
-                                                f"rename one case"))
-        seen.add(row.key)
-    return rows, "\n".join(tracebacks)
-
-
-def _module_rows(stage: str, module_name: str, quick: bool) -> tuple[list[BenchRow], str]:
-    """Import and run one benchmark module; never raises (failures become one error row)."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            path = module_name.replace(".", "/") + ".py"
-            issue = STAGE_ISSUES.get(stage)
-            owner = f" (issue {issue})" if issue else ""
-            return [BenchRow.failure(stage, f"benchmark module {path} is missing{owner}; "
-                                            f"it must define run(quick: bool) -> list[dict]")], ""
-        return [BenchRow.failure(stage, f"{module_name}: {type(exc).__name__}: {exc}")], \
-            traceback.format_exc()
-    except BaseException as exc:  # a broken module must not take the others down
-        return [BenchRow.failure(stage, f"importing {module_name} failed: "
-                                        f"{type(exc).__name__}: {exc}")], traceback.format_exc()
-    run = getattr(module, "run", None)
-    if not callable(run):
-        return [BenchRow.failure(stage, f"{module_name} has no run(quick: bool) function")], ""
-    try:
-        raw = run(quick)
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        where = f" at {os.path.basename(last.filename)}:{last.lineno}"
-        return [BenchRow.failure(stage, f"{type(exc).__name__}: {exc}{where}")], \
-            traceback.format_exc()
-    try:
-        if raw is None or isinstance(raw, (str, bytes, dict)):
-            raise ValueError(f"run() returned {type(raw).__name__}, expected a list of dicts")
-        rows = [BenchRow.from_dict(r, stage) for r in raw]
-        if not rows and not os.environ.get("GEOBENCH_BENCH_ROWS"):  # --rows may skip all
-            raise ValueError("run() returned no rows")
-    except ValueError as exc:
-        return [BenchRow.failure(stage, f"{module_name}.run returned a malformed row: {exc}")], ""
-    return rows, ""
-
-
 def _run_isolated(stage: str, module_name: str | tuple[str, ...], options: BenchOptions,
                   n_threads: int) -> tuple[list[BenchRow], str]:
-    from geobench.bench.child import ChildFailed, run_in_child
-
     job = ("stage", stage, module_name, options.quick, n_threads, options.quiet, options.rows)
     try:
         return run_in_child(job, timeout=options.timeout_s)
@@ -214,7 +139,7 @@ def collect(options: BenchOptions) -> BenchRun:
             rows, tb = _run_isolated(stage, module_name, options, n_threads)
         else:
             set_threads(n_threads)
-            rows, tb = _stage_rows(stage, module_name, options.quick, options.rows)
+            rows, tb = stage_rows(stage, module_name, options.quick, options.rows)
         seconds = time.perf_counter() - start
         results.append(StageResult(stage, tuple(rows), seconds, tb))
         if not options.quiet:

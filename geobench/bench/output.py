@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from geobench.bench import FIELDS, BenchRow
 from geobench.bench.check import CheckResult
 from geobench.bench.collect import BenchRun
+from geobench.bench.rows import FIELDS, BenchRow
 from geobench.fileio import atomic_open, atomic_path
 
 CSV_COLUMNS = FIELDS + ("peer", "status", "params", "error", "samples")

@@ -20,7 +20,7 @@ import numpy as np
 
 from geobench.datasets.common import IMAGE_EXTS, Adapted, FileSet, blank_row, parse_options
 from geobench.datasets.geo import utm_to_latlon
-from geobench.datasets.vg import (
+from geobench.datasets.vg_common import (
     SIZES,
     SPLITS,
     VGOptions,

@@ -6,7 +6,8 @@ files. We parse the basename (a folder may contain '@'), let the caller choose t
 queries folder (SF-XL test uses `queries_v1`), follow symlinks (MSLS test -> val), and
 link every database image within 25 m as an evaluation positive and within 10 m as a
 training positive (train split). pitts30k / pitts250k also read the raw NetVLAD release
-(datasets/*.mat dbStructs, see geobench.datasets.pitts) when --root holds no images/ tree.
+(datasets/*.mat dbStructs, see geobench.datasets.pitts) when --root holds no images/ tree;
+what both layouts share is in geobench.datasets.vg_common.
 """
 from __future__ import annotations
 
@@ -17,31 +18,27 @@ from typing import Any
 
 import numpy as np
 
+from geobench.datasets import pitts
 from geobench.datasets.common import (
     Adapted,
     blank_row,
-    find_dir,
     parse_options,
     require_dir,
     walk_images,
 )
-from geobench.datasets.geo import radius_pairs
 from geobench.datasets.registry import register_dataset
+from geobench.datasets.vg_common import (
+    RAW_MAT_NAMES,
+    SIZES,
+    SPLITS,
+    VGOptions,
+    expected_counts,
+    find_images_dir,
+    radius_positives,
+)
 from geobench.errors import DataError, UsageError
 
-SPLITS = ("train", "val", "test")
-RAW_MAT_NAMES = ("pitts30k", "pitts250k")  # also read from the raw NetVLAD release
 NAME_FORMAT = "@east@north@zone@letter@lat@lon@pano_id@tile@heading@pitch@roll@height@time@note@.jpg"
-
-
-@dataclass(frozen=True)
-class VGOptions:
-    queries_folder: str = "queries"
-    database_folder: str = "database"
-    splits: tuple[str, ...] | None = None
-    eval_radius_m: float = 25.0
-    train_radius_m: float = 10.0
-    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,20 +71,6 @@ def parse_name(path: Path) -> VGName:
                         f"format the dataset with VPR-datasets-downloader") from None
 
 
-def find_images_dir(root: Path, name: str) -> Path | None:
-    """The images/ folder holding <split>/ subfolders, or None."""
-    def has_splits(p: Path) -> bool:
-        return any((p / s).is_dir() for s in SPLITS)
-
-    for cand in (root, root / "images", root / name / "images"):
-        if cand.is_dir() and has_splits(cand):
-            return cand
-    for cand in find_dir(root, "images", max_depth=3):
-        if has_splits(cand):
-            return cand
-    return None
-
-
 def _images_dir(root: Path, name: str) -> Path:
     found = find_images_dir(root, name)
     if found is not None:
@@ -96,20 +79,6 @@ def _images_dir(root: Path, name: str) -> Path:
            if name in RAW_MAT_NAMES else "")
     raise DataError(f"{root}: no images/<split>/ folder found; point --root at the {name} folder "
                     f"that contains images/test/database and images/test/queries{raw}")
-
-
-def radius_positives(split: str, q_uids: list[str], q_xy: np.ndarray, r_uids: list[str],
-                     r_xy: np.ndarray, opts: VGOptions) -> list[dict[str, Any]]:
-    """Every reference within the evaluation radius (and, on train, the training radius)."""
-    radii = [("positive", opts.eval_radius_m)]
-    if split == "train":
-        radii.append(("train_positive", opts.train_radius_m))
-    links: list[dict[str, Any]] = []
-    for kind, radius in radii:
-        qi, ri, dist = radius_pairs(q_xy, r_xy, radius)
-        links.extend({"split": split, "query": q_uids[q], "reference": r_uids[r], "kind": kind,
-                      "distance_m": float(d)} for q, r, d in zip(qi, ri, dist, strict=True))
-    return links
 
 
 def _prepare_vg(name: str, root: Path, options: dict[str, Any]) -> Adapted:
@@ -169,31 +138,14 @@ def _prepare_vg(name: str, root: Path, options: dict[str, Any]) -> Adapted:
                    expected_counts=expected_counts(name, used))
 
 
-def expected_counts(name: str, splits: Any) -> dict[str, int]:
-    """The public release's counts for the splits that were indexed."""
-    return {k: n for k, n in _COUNTS.get(name, {}).items() if k.split("/")[0] in splits}
-
-
-SIZES = {"pitts30k": {"street": (480, 640)}, "pitts250k": {"street": (480, 640)},
-          "sf_xl": {"street": (512, 512)}}
-_COUNTS = {"pitts30k": {"train/reference/street": 10000, "train/query/street": 7416,
-                        "val/reference/street": 10000, "val/query/street": 7608,
-                        "test/reference/street": 10000, "test/query/street": 6816},
-           "pitts250k": {"test/reference/street": 83952, "test/query/street": 8280},
-           "msls": {"val/reference/street": 18871, "val/query/street": 740},
-           "tokyo247": {"test/reference/street": 75984, "test/query/street": 315},
-           "sf_xl": {"test/query/street": 1000}}
 _DEFAULTS = {"sf_xl": {"queries_folder": "queries_v1"}}
 
 
 def _make(name: str) -> Callable[[Path, Path, dict[str, Any]], Adapted]:
     def adapter(root: Path, out: Path, options: dict[str, Any]) -> Adapted:
         merged = {**_DEFAULTS.get(name, {}), **{k: v for k, v in options.items() if v is not None}}
-        if name in RAW_MAT_NAMES:
-            from geobench.datasets import pitts
-
-            if pitts.is_raw_layout(Path(root), name):
-                return pitts.prepare_raw(name, Path(root), merged)
+        if name in RAW_MAT_NAMES and pitts.is_raw_layout(Path(root), name):
+            return pitts.prepare_raw(name, Path(root), merged)
         return _prepare_vg(name, root, merged)
 
     adapter.__name__ = name

@@ -2,7 +2,9 @@
 
 Modules: config (resolved options), data (pairs, decoding, consistent augmentation),
 sampling (unique-location and GPS-aware batches), engine (the loop), checkpoint,
-distributed (torchrun / DDP), embed (descriptors of a split for the evaluation engine).
+distributed (torchrun / DDP), embed (descriptors of a split for the evaluation engine),
+evalplan (what a split's evaluation embeds), runeval (evaluating a run or a model),
+embedfile (a split embedded straight into a features file).
 Torch is imported lazily so `import geobench.train` stays cheap for the CLI.
 """
 from __future__ import annotations

@@ -16,6 +16,7 @@ import numpy as np
 from geobench.eval.features import QUERY, REFERENCE, write_features
 from geobench.fileio import atomic_path
 from geobench.train import distributed as dist
+from geobench.train.evalplan import eval_plan, without_images
 
 
 class ConcatRows:
@@ -79,7 +80,6 @@ def embed_to_features(model: Any, prepared: Any, split: str, protocol: str, path
     import h5py
 
     from geobench.train.data import read_bad_images
-    from geobench.train.runeval import eval_plan, without_images
 
     ctx = ctx or dist.DistContext()
     path = Path(path)

@@ -103,17 +103,17 @@ def branch_maps(model: Any, query: Any, q_view: str, reference: Any, r_view: str
 def _pair_rows(prepared: Any, split: str, model: Any, n: int) -> list[tuple[Any, Any, Any, Any]]:
     """(query row, positive row, query source, reference source) of the first n queries."""
     from geobench.eval.protocols import eval_sets, get_protocol
-    from geobench.train.runeval import _forced_view, _model_view, default_protocol
+    from geobench.train.evalplan import default_protocol, forced_view, model_view
 
     card = model.card
     proto = get_protocol(default_protocol(prepared))
     sets = eval_sets(prepared, split, proto,
-                     query_view=_forced_view(prepared, split, "query", card.query_view,
-                                             proto.query_views),
-                     reference_view=_forced_view(prepared, split, "reference",
-                                                 card.reference_view, proto.reference_views))
-    q_src = _model_view(card, str(sets.queries["view"].iloc[0]))
-    r_src = _model_view(card, str(sets.references["view"].iloc[0]))
+                     query_view=forced_view(prepared, split, "query", card.query_view,
+                                            proto.query_views),
+                     reference_view=forced_view(prepared, split, "reference",
+                                                card.reference_view, proto.reference_views))
+    q_src = model_view(card, str(sets.queries["view"].iloc[0]))
+    r_src = model_view(card, str(sets.references["view"].iloc[0]))
     rows = []
     for qi in range(sets.positives.n_rows):
         pos = sets.positives.row(qi)

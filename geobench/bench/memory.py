@@ -1,0 +1,44 @@
+"""Resident memory of this process: now, its peak, and resetting the peak (Linux /proc)."""
+from __future__ import annotations
+
+import sys
+
+MB = 1024 * 1024
+
+
+def _status_kb(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def current_rss() -> int:
+    """Resident set size of this process in bytes (0 where /proc is unavailable)."""
+    kb = _status_kb("VmRSS")
+    return (kb or 0) * 1024
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process in bytes (VmHWM, else getrusage)."""
+    kb = _status_kb("VmHWM")
+    if kb is not None:
+        return kb * 1024
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
