@@ -142,7 +142,10 @@ def test_unknown_card_keys_are_warned_on_the_console(world, tmp_path, invoke):
     ({"miner": "multi_similarity"}, "mines pairs for loss multi_similarity, not soft_margin_triplet"),
     ({"images_per_place": 2}, "needs a loss that takes place labels"),
     ({"loss": "multi_similarity", "images_per_place": 2, "sampling": "gps"}, "builds its own places"),
-    ({"loss": "multi_similarity", "images_per_place": 4, "batch_size": 6}, "multiple of images_per_place"),
+    ({"loss": "multi_similarity", "images_per_place": 4, "batch_size": 7}, "multiple of images_per_place / 2"),
+    ({"loss": "multi_similarity", "images_per_place": 3}, "must be even"),
+    ({"places": "components"}, "places = 'components'"),
+    ({"place_cell_m": 0}, "place_cell_m"),
     ({"loss": "multi_similarity", "miner": "hardest"}, "miner = 'hardest'"),
 ])
 def test_batch_and_miner_options_are_checked(cli, message):
@@ -151,9 +154,25 @@ def test_batch_and_miner_options_are_checked(cli, message):
 
 
 # --- places x images and the multi-similarity miner ------------------------------------------
+def _pairset(locations, city=None, query_ids=None, reference_ids=None, xy=None):
+    """Pairs of the given places; with `xy`, places closer than 25 m conflict."""
+    from types import SimpleNamespace
+
+    from geobench.train.places import Places
+
+    locations = np.asarray(locations)
+    n = int(locations.max()) + 1
+    places = Places(place=locations, xy=np.zeros((n, 2)) if xy is None else xy, definition="test",
+                    each_pair=False, city=np.asarray(city if city is not None else [""] * n),
+                    separation_m=None if xy is None else 25.0,
+                    reach=None if xy is None else np.zeros(n))
+    return SimpleNamespace(places=places, query_ids=query_ids, reference_ids=reference_ids)
+
+
 def test_place_batches_are_places_times_images():
     locations = np.repeat(np.arange(7), [3, 3, 2, 5, 1, 3, 4])
-    sampler = PlaceBatchSampler(locations, batch_size=6, images_per_place=3, seed=0)
+    # images_per_place 6: three pairs of each place.
+    sampler = PlaceBatchSampler(_pairset(locations), batch_size=6, images_per_place=6, seed=0)
     seen = []
     for batch in sampler.batches(0):
         places = locations[batch].reshape(2, 3)
@@ -162,8 +181,48 @@ def test_place_batches_are_places_times_images():
         seen += places[:, 0].tolist()
     assert sorted(seen) == sorted(set(seen)) and set(seen) <= {0, 1, 3, 5, 6}  # >= 3 pairs each
     assert len(seen) == 4 and sampler.steps_per_epoch() == 2
-    with pytest.raises(DataError, match="images_per_place 4 needs at least"):
-        PlaceBatchSampler(locations, batch_size=12, images_per_place=4, seed=0)
+    with pytest.raises(DataError, match="images_per_place 8 needs at least"):
+        PlaceBatchSampler(_pairset(locations), batch_size=12, images_per_place=8, seed=0)
+
+
+def test_place_batches_over_many_epochs_keep_mixvpr_properties():
+    """GSV-Cities: each eligible place once per epoch, K images of different files, the
+    places of one city together, and no two conflicting places in one batch."""
+    rng = np.random.default_rng(3)
+    n_places = 60
+    counts = rng.integers(1, 6, n_places)
+    locations = np.repeat(np.arange(n_places), counts)
+    n = len(locations)
+    # Pairs of one place: queries q0.. and references r0.., some sharing the query.
+    query_ids = np.array([10 * loc + (i // 2) for loc, c in zip(range(n_places), counts) for i in range(c)])
+    reference_ids = np.arange(n) + 1000
+    city = np.where(np.arange(n_places) < 30, "a", "b")
+    p = np.arange(n_places)
+    xy = np.stack([100.0 * (p // 2) + 5.0 * (p % 2), np.zeros(n_places)], axis=1)  # 0-1, 2-3, .. 5 m apart
+    pairs = _pairset(locations, city, query_ids, reference_ids, xy)
+    assert [c.tolist() for c in pairs.places.conflicts()] == [[q ^ 1] for q in range(n_places)]
+    sampler = PlaceBatchSampler(pairs, batch_size=8, images_per_place=4, seed=1)
+    eligible = set(np.flatnonzero(counts >= 2).tolist())
+    for epoch in range(20):
+        batches = sampler.batches(epoch)
+        used = []
+        for batch in batches:
+            places = locations[batch].reshape(4, 2)
+            assert (places == places[:, :1]).all()
+            ids = places[:, 0].tolist()
+            used += ids
+            assert not any(p ^ 1 in ids for p in ids)  # no conflicting places together
+            for a, b in batch.reshape(4, 2).tolist():
+                # four different images whenever the place has two disjoint pairs
+                disjoint = query_ids[a] != query_ids[b] or counts[locations[a]] < 3
+                assert disjoint and reference_ids[a] != reference_ids[b]
+            assert len(set(city[ids])) <= 2
+        assert len(used) == len(set(used)) and set(used) <= eligible
+        assert len(used) >= len(eligible) - 8  # at most a batch's worth left over
+        # city by city: once the second city starts, only places that waited for a batch
+        # without their conflicting neighbour come back from the first
+        seq = "".join(city[used])
+        assert seq.count("a", seq.index("b")) <= 2
 
 
 def test_multi_similarity_with_place_labels_matches_a_loop():
@@ -198,13 +257,14 @@ def test_places_training_feeds_place_labels_to_the_loss(places_world, tmp_path, 
     monkeypatch.setattr(MultiSimilarity, "forward", spy)
     cfg = resolve_config(register_test_model(), places_world, tmp_path / "run", cli={
         **FAST, "loss": "multi_similarity", "loss_args": {}, "miner": "multi_similarity",
-        "images_per_place": 3, "batch_size": 6, "epochs": 1})
+        "images_per_place": 6, "batch_size": 6, "epochs": 1})
     summary = train(cfg)
     assert summary.steps == 3 and len(seen) == 3  # 6 places / 2 per batch
     for labels in seen:
         assert labels.shape == (6,) and len(set(labels.tolist())) == 2
     written = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (written["images_per_place"], written["miner"]) == (3, "multi_similarity")
+    assert (written["images_per_place"], written["miner"]) == (6, "multi_similarity")
+    assert written["places"]["definition"] == "item" and written["places"]["n_places"] == 6
 
 
 # --- Sample4Geo similarity sampling -----------------------------------------------------------

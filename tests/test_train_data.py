@@ -132,3 +132,102 @@ def test_pairs_and_dataset(tmp_path):
     (ds.raw_root / "ground" / "train0.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="train0.png: damaged image"):
         PairDataset(build_pairs(ds, "train", "ground", "aerial"), card)[(0, 1)]
+
+
+def _first_batch_groups(batch, table, select):
+    """Split a batch into Sample4Geo groups: an anchor followed by its selected neighbours."""
+    groups, i = [], 0
+    batch = batch.tolist()
+    while i < len(batch):
+        row = set(table[batch[i]].tolist())
+        j = i + 1
+        while j < len(batch) and batch[j] in row and j - i <= select:
+            j += 1
+        groups.append(batch[i:j])
+        i = j
+    return groups
+
+
+def test_gps_batches_take_sample4geo_share_of_near_and_far_neighbours():
+    """Sample4Geo's shuffle: each anchor brings its select/2 nearest candidates and select/2
+    drawn from the rest of its range, those unused this epoch, so that early in an epoch a
+    batch of B holds ceil(B / (1 + select)) anchors; over many epochs every far candidate
+    is drawn about equally often."""
+    n, batch, select, rng_ = 600, 10, 4, 8
+    xy = np.stack([np.arange(n) * 100.0, np.zeros(n)], axis=1)
+    table = gps_neighbours(xy, rng_)
+    s = PairBatchSampler(np.arange(n), batch, 1, table, per_anchor=select)
+    far_hits = np.zeros(rng_ - select // 2)
+    for epoch in range(30):
+        first = s.batches(epoch)[0]
+        assert len(set(first.tolist())) == batch
+        groups = _first_batch_groups(first, table, select)
+        assert [len(g) for g in groups] == [5, 5]  # anchor + select, twice
+        for g in groups:
+            row = table[g[0]].tolist()
+            assert g[1:3] == row[:2]                 # the near half, in order
+            assert set(g[3:]) <= set(row[2:])        # the far half from the rest of the range
+            for v in g[3:]:
+                far_hits[row.index(v) - 2] += 1
+    assert far_hits.min() > 0 and far_hits.max() < 3 * far_hits.mean()
+
+
+def test_netvlad_places_never_share_a_batch_within_the_negative_radius():
+    """Places 12 m apart on a line (reach 0): each conflicts with its two neighbours on
+    each side (24 m), and no batch of any epoch holds two places closer than 25 m."""
+    from geobench.train.places import Places
+
+    n = 300
+    xy = np.stack([np.arange(n) * 12.0, np.zeros(n)], axis=1)
+    place = np.repeat(np.arange(n), 4)  # four positives per query
+    places = Places(place=place, xy=xy, city=np.full(n, ""), definition="netvlad", each_pair=False,
+                    separation_m=25.0, reach=np.zeros(n))
+    conflicts = places.conflicts()
+    assert conflicts[10].tolist() == [8, 9, 11, 12] and conflicts[0].tolist() == [1, 2]
+    s = PairBatchSampler(place, 32, 0, conflicts=conflicts, each_pair=False)
+    for epoch in range(10):
+        batches = s.batches(epoch)
+        used = np.concatenate(batches)
+        assert len(set(place[used])) == len(used)  # one pair per place per epoch
+        assert len(batches) >= 6  # 300 places at most 3 apart in id: at least 2/3 usable
+        for b in batches:
+            x = np.sort(xy[place[b], 0])
+            assert np.diff(x).min() > 25.0
+
+
+def test_build_pairs_places(tmp_path):
+    """VG: train_positive links (10 m) are the pairs, each query a place (netvlad), or UTM
+    cells; items give item places; the choice is recorded."""
+    from geobench.prepared import read_prepared, write_prepared
+    from geobench.train.pairs import build_pairs
+
+    index, links = [], []
+    for i in range(6):  # queries every 40 m, each with two database images 3 and 8 m away
+        e = 500_000.0 + 40 * i
+        index.append(dict(uid=f"q{i}", split="train", role="query", view="street", path=f"q{i}.jpg",
+                          item="", lat=0, lon=0, utm_e=e, utm_n=4e6, heading="", city="c"))
+        for k, d in enumerate((3.0, 8.0)):
+            index.append(dict(uid=f"d{i}{k}", split="train", role="reference", view="street",
+                              path=f"d{i}{k}.jpg", item="", lat=0, lon=0, utm_e=e + d, utm_n=4e6,
+                              heading="", city="c"))
+            links.append(dict(split="train", query=f"q{i}", reference=f"d{i}{k}", kind="train_positive",
+                              distance_m=d))
+        links.append(dict(split="train", query=f"q{i}", reference=f"d{(i + 1) % 6}0", kind="positive",
+                          distance_m=20.0))
+    ds = read_prepared(write_prepared(tmp_path / "ds", index, links, dataset="t", raw_root=tmp_path).root)
+    pairs = build_pairs(ds, "train", "street", "street")
+    assert len(pairs) == 12 and pairs.places.definition == "netvlad"  # the 25 m links are not pairs
+    assert pairs.location.tolist() == np.repeat(np.arange(6), 2).tolist()
+    # centre: mean of 0, 3, 8 m; reach: the image 8 m away
+    assert not pairs.places.each_pair and pairs.places.reach == pytest.approx(np.full(6, 8 - 11 / 3))
+    conflicts = pairs.places.conflicts()  # 40 m apart, reach ~4.3 m: 40 > 25 + 8.7, no conflict
+    assert all(len(c) == 0 for c in conflicts)
+    cells = build_pairs(ds, "train", "street", "street", "utm_cell", cell_m=80.0)
+    assert cells.places.definition == "utm_cell" and cells.n_locations == 3
+    assert cells.places.to_json()["cell_m"] == 80.0
+    # cells' images at 0..48, 80..128, 160..208 m: the closest of two cells 32 m apart
+    assert [len(c) for c in cells.places.conflicts()] == [0, 0, 0]
+    single = build_pairs(ds, "train", "street", "street", "pair")
+    assert single.n_locations == 12 and single.places.each_pair
+    with pytest.raises(DataError, match="no item id"):
+        build_pairs(ds, "train", "street", "street", "item")

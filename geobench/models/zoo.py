@@ -152,8 +152,12 @@ MIXVPR_CARD = ModelCard(
         "miner": {"name": "multi_similarity", "epsilon": 0.1},
         "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3,
         "schedule": {"name": "multistep", "milestones": [5, 10, 15, 25, 45], "gamma": 0.3},
-        "warmup_steps": 650, "batch_size": 120, "images_per_place": 4, "epochs": 80, "amp": True,
-        "provenance": "[R] amaralibey/MixVPR: GSV-Cities 120 places x 4 images, 320x320",
+        "warmup_steps": 650, "batch_size": 240, "images_per_place": 4, "epochs": 80, "amp": True,
+        "places": "utm_cell",
+        "provenance": "[R] amaralibey/MixVPR: GSV-Cities 120 places x 4 images (batch_size counts "
+        "pairs: 240 pairs = 480 images), places shuffled within their city, 320x320; on datasets "
+        "without GSV-Cities place ids a place is a CosPlace-style 10 m UTM cell, places of a batch "
+        "more than 25 m apart",
     },
     presets={"tiny": {
         "kwargs": {"backbone": "resnet_micro", "mixvpr_dim": 64, "mix_depth": 1, "out_rows": 2, "freeze_stages": 0},

@@ -1,17 +1,19 @@
 """Recipe-driven batches: places x images (MixVPR) and similarity-based hard sampling (Sample4Geo).
 
-* `PlaceBatchSampler`: every batch holds P = batch_size / K places with K pairs each, and
-  the loss gets each pair's place id (multi-similarity treats images of one place as
-  positives). Each place with at least K training pairs appears once per epoch with K of
-  its pairs drawn at random, as MixVPR's GSV-Cities loader does.
-* `similarity_table`: Sample4Geo's hard sampling. After an epoch, every training location's
-  query is compared with every other location's reference; its `range` most similar ones
+* `PlaceBatchSampler`: every batch holds batch_size / (images_per_place / 2) places with
+  images_per_place images (half as many pairs) each, and the loss gets each pair's place
+  id (multi-similarity treats images of one place as positives), as MixVPR's GSV-Cities
+  loader does.
+* `similarity_table`: Sample4Geo's hard sampling. After an epoch, every training place's
+  query is compared with every other place's reference; its `range` most similar ones
   become the candidates its batch is filled from in the next epochs (`PairBatchSampler`
-  draws up to `gps_neighbours` of them at random among the `range`, as Sample4Geo's
-  neighbour_select / neighbour_range). Before the first table, GPS neighbours are used.
+  takes the first gps_neighbours / 2 and gps_neighbours / 2 at random from the rest of
+  the `range`, as Sample4Geo's neighbour_select / neighbour_range). Before the first
+  table, the GPS table (the `range` nearest places) is used the same way.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -21,40 +23,112 @@ from geobench.train.sampling import PairBatchSampler
 
 
 class PlaceBatchSampler(PairBatchSampler):
-    """Yields this rank's share of each places x images batch as [(pair, aug_seed), ...]."""
+    """Yields this rank's share of each places x images batch as [(pair, aug_seed), ...].
 
-    def __init__(self, locations: np.ndarray, batch_size: int, images_per_place: int, seed: int,
+    As MixVPR's GSV-Cities loader: a place is one class of the loss; every place with at
+    least `images_per_place` images (images_per_place / 2 pairs, all of different images
+    where the place has them) is used once per epoch, K images drawn at random; places
+    are shuffled within their city and the cities follow each other, so a batch holds
+    places of one city (GSV-Cities' shuffle_all=False). Places that conflict (places.py:
+    closer than the negative radius) never share a batch: a conflicting place waits for
+    the next one, which it opens. The last incomplete batch is dropped (every rank needs a full share).
+    """
+
+    def __init__(self, pairs: Any, batch_size: int, images_per_place: int, seed: int,
                  rank: int = 0, world_size: int = 1) -> None:
         if batch_size % world_size:
             raise UsageError(f"batch_size {batch_size} is not divisible by the {world_size} "
                              f"processes; pick a multiple of {world_size}")
-        self.locations = np.asarray(locations, dtype=np.int64)
-        self.batch_size, self.seed, self.k = batch_size, seed, images_per_place
-        self.places = batch_size // images_per_place
+        places = pairs.places
+        self.locations = np.asarray(places.place, dtype=np.int64)
+        self.batch_size, self.seed = batch_size, seed
+        self.k = max(1, images_per_place // 2)  # pairs per place: each pair is two images
+        self.places = batch_size // self.k
         counts = np.bincount(self.locations) if len(self.locations) else np.zeros(0, np.int64)
-        self.eligible = np.flatnonzero(counts >= images_per_place)
+        self.eligible = np.flatnonzero(counts >= self.k)
         if len(self.eligible) < max(self.places, 2):
             most = int(counts.max()) if len(counts) else 0
             raise DataError(
-                f"images_per_place {images_per_place} needs at least {max(self.places, 2)} places with "
-                f">= {images_per_place} training pairs each; this dataset has {len(self.eligible)} "
-                f"(at most {most} pairs per place): lower images_per_place or batch_size")
+                f"images_per_place {images_per_place} needs at least {max(self.places, 2)} places "
+                f"({places.definition}) with >= {self.k} training pairs each; this dataset has "
+                f"{len(self.eligible)} (at most {most} pairs per place): lower images_per_place or "
+                f"batch_size, or choose another places definition")
+        self.city = np.asarray(places.city)
+        self.conflicts = places.conflicts()
         self.neighbours, self.per_anchor, self.shuffle_neighbours = None, 0, False
+        self.each_pair = False
         self.rank, self.world_size = rank, world_size
         self.epoch, self.start = 0, 0
         self._cache = None
         order = np.argsort(self.locations, kind="stable")
         bounds = np.searchsorted(self.locations[order], np.arange(len(counts) + 1))
         self._pairs_of = {int(loc): order[bounds[loc]:bounds[loc + 1]] for loc in self.eligible}
+        n = len(self.locations)
+        self._images = (np.asarray(pairs.query_ids if pairs.query_ids is not None else np.arange(n)),
+                        np.asarray(pairs.reference_ids if pairs.reference_ids is not None else np.arange(n)))
+
+    def _pick(self, place: int, rng: np.random.Generator) -> list[int]:
+        """K pairs of a place at random, preferring pairs that share no image with those
+        already taken (four different images for MixVPR's K = 4), then any."""
+        q, r = self._images
+        cand = self._pairs_of[place][rng.permutation(len(self._pairs_of[place]))]
+        taken: list[int] = []
+        for strict in (2, 1, 0):  # new query and reference, then either, then any
+            for pair in cand:
+                if len(taken) == self.k:
+                    return taken
+                if pair in taken:
+                    continue
+                fresh = (q[pair] not in q[taken]) + (r[pair] not in r[taken])
+                if fresh >= strict:
+                    taken.append(int(pair))
+        return taken
 
     def _batches(self, rng: np.random.Generator) -> list[np.ndarray]:
-        batches = []
-        places = rng.permutation(self.eligible)
-        for b in range(len(places) // self.places):
-            group = places[b * self.places:(b + 1) * self.places]
-            batch = [rng.choice(self._pairs_of[int(p)], self.k, replace=False) for p in group]
-            batches.append(np.concatenate(batch).astype(np.int64))
+        order = [rng.permutation(self.eligible[self.city[self.eligible] == c])
+                 for c in sorted(set(self.city[self.eligible].tolist()))]
+        queue = deque(int(p) for block in order for p in block)
+        blocked = np.zeros(len(self.city), dtype=bool)
+        batches, current, waiting = [], [], []
+        while queue:
+            place = queue.popleft()
+            if blocked[place]:  # conflicts with this batch: first in line for the next one
+                waiting.append(place)
+                continue
+            current.append(place)
+            blocked[place] = True
+            if self.conflicts is not None:
+                blocked[self.conflicts[place]] = True
+            if len(current) == self.places:
+                batches.append(np.concatenate([self._pick(p, rng) for p in current]).astype(np.int64))
+                current = []
+                blocked[:] = False
+                queue.extendleft(reversed(waiting))
+                waiting = []
         return batches
+
+
+def make_sampler(pairs: Any, cfg: Any, rank: int = 0, world_size: int = 1) -> tuple[PairBatchSampler, int]:
+    """The recipe's batch sampler for `pairs` and its GPS per-anchor count (0: none)."""
+    from geobench.train.sampling import gps_neighbours
+
+    if cfg.images_per_place > 1:
+        return PlaceBatchSampler(pairs, cfg.batch_size, cfg.images_per_place, cfg.seed,
+                                 rank, world_size), 0
+    neighbours, per_anchor = None, 0
+    if cfg.sampling in ("gps", "gps_similarity"):
+        per_anchor = cfg.gps_neighbours or max(1, cfg.batch_size // 4)
+        neighbours = gps_neighbours(pairs.xy, neighbour_range(cfg, per_anchor))
+    places = pairs.places
+    sampler = PairBatchSampler(places.place, cfg.batch_size, cfg.seed, neighbours, per_anchor,
+                               rank, world_size, conflicts=places.conflicts(),
+                               each_pair=places.each_pair)
+    return sampler, per_anchor
+
+
+def neighbour_range(cfg: Any, per_anchor: int) -> int:
+    """Candidates per anchor (Sample4Geo's neighbour_range; its GPS table, TOP_K, too)."""
+    return cfg.similarity_range or 2 * per_anchor
 
 
 class LabelledPairs:

@@ -89,7 +89,10 @@ class TrainConfig:
     gps_neighbours: int = 0
     similarity_every: int = 1   # gps_similarity: epochs between refreshes of the similarity table
     similarity_range: int = 0   # gps_similarity: hardest candidates per anchor (0: 2 x neighbours)
-    images_per_place: int = 1   # >1: batches of places x images (MixVPR), label-aware losses only
+    images_per_place: int = 1   # >1: batches of places x images (MixVPR), label-aware losses only;
+    #                             images, two per pair, so batch_size / (images_per_place / 2) places
+    places: str = "auto"        # training places: auto | item | netvlad | utm_cell | pair (places.py)
+    place_cell_m: float = 10.0  # utm_cell: the side of a place's UTM square in metres
     miner: str | None = None
     miner_args: dict[str, Any] = field(default_factory=dict)
     hflip_p: float = 0.5
@@ -263,6 +266,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("hflip_p", "rotate_p"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise bad(name, "must be a probability in [0, 1]")
+    from geobench.train.places import DEFINITIONS
+
+    if cfg.places not in DEFINITIONS:
+        raise bad("places", f"is not one of {' | '.join(DEFINITIONS)}")
+    if not cfg.place_cell_m > 0:
+        raise bad("place_cell_m", "must be > 0 metres")
     if cfg.on_bad_image not in ("fail", "skip"):
         raise bad("on_bad_image", "is not one of fail | skip")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
@@ -292,9 +301,13 @@ def _validate_batches(cfg: TrainConfig, bad: Any) -> None:
     if cfg.images_per_place > 1 and cfg.sampling != "unique":
         raise bad("images_per_place", f"builds its own places x images batches; drop sampling: "
                   f"{cfg.sampling} or set images_per_place: 1")
-    if cfg.batch_size % cfg.images_per_place:
-        raise bad("batch_size", f"must be a multiple of images_per_place ({cfg.images_per_place}): "
-                  f"a batch is places x images")
+    if cfg.images_per_place > 1 and cfg.images_per_place % 2:
+        raise bad("images_per_place", "must be even: a place's images come as (query, reference) "
+                  "pairs, two images each")
+    pairs_per_place = max(1, cfg.images_per_place // 2)
+    if cfg.batch_size % pairs_per_place:
+        raise bad("batch_size", f"must be a multiple of images_per_place / 2 ({pairs_per_place}): "
+                  f"a batch of batch_size pairs is places x images_per_place images")
     if cfg.miner is not None:
         if cfg.miner not in MINERS:
             raise bad("miner", f"is not one of {' | '.join(MINERS)} (or none)")

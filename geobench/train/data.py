@@ -1,126 +1,24 @@
-"""Training pairs from a prepared index, image decoding and the model card's preprocessing.
+"""Training and embedding datasets: image decoding and the model card's preprocessing.
 
-A pair is a query row and a reference row of the same split linked by positives.csv
-(kind positive / train_positive) or, where the dataset gives no links for the split,
-by a shared `item`. Pairs that share an image belong to one *location*; the sampler
-never puts two pairs of one location in a batch (they would be false negatives).
+Which pairs there are and which place each shows: geobench.train.pairs and places.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from geobench.errors import DataError, UsageError
-from geobench.prepared import INDEX_FILE, POSITIVES_FILE, Prepared
 from geobench.train.augment import PairAugment, apply_pair
-
-TRAIN_KINDS = ("positive", "train_positive")
-
-
-@dataclass(frozen=True)
-class ViewSource:
-    """Where the images of one model view come from in the index."""
-
-    model_view: str   # the view the model embeds ("polar", "aerial", "ground", ...)
-    index_view: str   # the view of the index rows ("aerial" when polar is computed on the fly)
-
-    @property
-    def on_the_fly_polar(self) -> bool:
-        return self.model_view == "polar" and self.index_view == "aerial"
-
-
-def view_source(prepared: Prepared, rows: pd.DataFrame, model_view: str, what: str) -> ViewSource:
-    """Pick the index view that feeds `model_view`: itself, or aerial rows for polar."""
-    present = set(rows["view"])
-    if model_view in present:
-        return ViewSource(model_view, model_view)
-    if model_view == "polar" and "aerial" in present:
-        return ViewSource("polar", "aerial")
-    raise DataError(f"{prepared.root / INDEX_FILE}: no {what} rows of view {model_view!r} "
-                    f"(found {', '.join(sorted(present)) or 'none'}); prepare the dataset with "
-                    f"that view or pick a model whose card takes these views")
-
-
-@dataclass(frozen=True)
-class PairSet:
-    """Matched (query, reference) pairs of one split, as absolute paths."""
-
-    query_paths: tuple[str, ...]
-    reference_paths: tuple[str, ...]
-    query: ViewSource
-    reference: ViewSource
-    location: np.ndarray      # (P,) int64, pairs sharing an image share a location
-    xy: np.ndarray            # (L, 2) float64 UTM easting/northing per location (NaN unknown)
-
-    def __len__(self) -> int:
-        return len(self.query_paths)
-
-    @property
-    def n_locations(self) -> int:
-        return int(self.location.max()) + 1 if len(self.location) else 0
-
-
-def _components(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Connected components of the bipartite pair graph (query id a, reference id b)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    na = int(a.max()) + 1
-    n = na + int(b.max()) + 1
-    graph = coo_matrix((np.ones(len(a)), (a, na + b)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    _, location = np.unique(labels[a], return_inverse=True)
-    return location.astype(np.int64)
-
-
-def build_pairs(prepared: Prepared, split: str, query_view: str, reference_view: str) -> PairSet:
-    queries = prepared.select(split=split, role="query")
-    refs = prepared.select(split=split, role="reference")
-    if queries.empty or refs.empty:
-        raise DataError(f"{prepared.root / INDEX_FILE}: split {split!r} has {len(queries)} query "
-                        f"and {len(refs)} reference rows; training needs both (choose another "
-                        f"train_split or re-prepare the dataset)")
-    qsrc = view_source(prepared, queries, query_view, f"{split} query")
-    rsrc = view_source(prepared, refs, reference_view, f"{split} reference")
-    queries = queries[queries["view"] == qsrc.index_view]
-    refs = refs[refs["view"] == rsrc.index_view]
-    links = prepared.positives
-    links = links[(links["split"] == split) & links["kind"].isin(TRAIN_KINDS)]
-    if not links.empty:
-        pairs = links[["query", "reference"]].drop_duplicates()
-        pairs = pairs[pairs["query"].isin(queries["uid"]) & pairs["reference"].isin(refs["uid"])]
-        how = f"{POSITIVES_FILE} links"
-    else:
-        q = queries.loc[queries["item"] != "", ["uid", "item"]]
-        r = refs.loc[refs["item"] != "", ["uid", "item"]]
-        pairs = q.merge(r, on="item", suffixes=("_q", "_r"))
-        pairs = pairs.rename(columns={"uid_q": "query", "uid_r": "reference"})[["query", "reference"]]
-        how = "shared item ids"
-    if len(pairs) < 2:
-        raise DataError(f"{prepared.root}: split {split!r} has {len(pairs)} matched "
-                        f"{qsrc.index_view}/{rsrc.index_view} pairs (from {how}); training needs "
-                        f"at least 2: check {POSITIVES_FILE} kinds positive/train_positive")
-    q_pos = pd.Index(queries["uid"]).get_indexer(pairs["query"])
-    r_pos = pd.Index(refs["uid"]).get_indexer(pairs["reference"])
-    location = _components(q_pos, r_pos)
-    rows = refs.iloc[r_pos]
-    xy = np.full((int(location.max()) + 1, 2), np.nan)
-    # Location coordinates: the mean of its reference positions.
-    for col, dim in (("utm_e", 0), ("utm_n", 1)):
-        vals = rows[col].to_numpy(dtype=float)
-        ok = np.isfinite(vals)
-        sums = np.bincount(location[ok], vals[ok], minlength=len(xy))
-        cnt = np.bincount(location[ok], minlength=len(xy))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            xy[:, dim] = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
-    qpaths = tuple(str(p) for p in prepared.paths(queries.iloc[q_pos]))
-    rpaths = tuple(str(p) for p in prepared.paths(rows))
-    return PairSet(qpaths, rpaths, qsrc, rsrc, location, xy)
+from geobench.train.pairs import (  # noqa: F401  (re-exported: the public names of this module)
+    TRAIN_KINDS,
+    PairSet,
+    ViewSource,
+    build_pairs,
+    view_source,
+)
 
 
 def card_size(card: Any, view: str) -> tuple[int, int]:

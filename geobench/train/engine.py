@@ -87,7 +87,7 @@ class _Run:
         from geobench.losses import build_loss, takes_similarity
         from geobench.prepared import read_prepared
         from geobench.train import cards
-        from geobench.train.batching import LabelledPairs, PlaceBatchSampler, loss_options
+        from geobench.train.batching import LabelledPairs, loss_options, make_sampler
         from geobench.train.data import (
             BAD_IMAGES_FILE,
             BadImages,
@@ -98,7 +98,6 @@ class _Run:
         )
         from geobench.train.holdout import Validation, selection
         from geobench.train.optim import build_optimizer, build_scheduler
-        from geobench.train.sampling import PairBatchSampler, gps_neighbours
 
         self.cfg, self.ctx, self.run = cfg, ctx, cfg.run_dir
         self.last_path, self.best_path = self.run / ckpt.LAST, self.run / ckpt.BEST
@@ -122,19 +121,10 @@ class _Run:
         self.model = cards.build(cfg.model, cfg.preset, cfg.model_args)
         self.init_weights = self._initial_weights(start)
         card = self.card = self.model.card
-        pairs = build_pairs(self.prepared, cfg.train_split, card.query_view, card.reference_view)
+        pairs = build_pairs(self.prepared, cfg.train_split, card.query_view, card.reference_view,
+                            cfg.places, cfg.place_cell_m)
         self.pairs = pairs
-        neighbours, per_anchor = None, 0
-        if cfg.sampling in ("gps", "gps_similarity"):
-            per_anchor = cfg.gps_neighbours or max(1, cfg.batch_size // 4)
-            neighbours = gps_neighbours(pairs.xy, 4 * per_anchor)
-        if cfg.images_per_place > 1:
-            self.sampler = PlaceBatchSampler(pairs.location, cfg.batch_size, cfg.images_per_place,
-                                             cfg.seed, ctx.rank, ctx.world_size)
-        else:
-            self.sampler = PairBatchSampler(pairs.location, cfg.batch_size, cfg.seed, neighbours,
-                                            per_anchor, ctx.rank, ctx.world_size)
-        self.per_anchor = per_anchor
+        self.sampler, self.per_anchor = make_sampler(pairs, cfg, ctx.rank, ctx.world_size)
         self.spe = self.sampler.steps_per_epoch()
         self.total = cfg.epochs * self.spe
         if cfg.max_steps is not None:
@@ -191,6 +181,7 @@ class _Run:
                                "dataset": self.prepared.name, "steps_per_epoch": self.spe,
                                "total_steps": self.total, "world_size": ctx.world_size,
                                "n_pairs": len(pairs), "n_locations": pairs.n_locations,
+                               "places": pairs.places.to_json(),
                                "views": [pairs.query.model_view, pairs.reference.model_view]})
         self.tb = None
         if cfg.tensorboard and ctx.is_main:
@@ -315,7 +306,11 @@ class _Run:
         every = cfg.similarity_every
         if cfg.sampling != "gps_similarity" or not every or epochs_done % every or self.step >= self.total:
             return
-        from geobench.train.batching import location_representatives, similarity_table
+        from geobench.train.batching import (
+            location_representatives,
+            neighbour_range,
+            similarity_table,
+        )
         from geobench.train.embed import embed_paths
 
         p = self.pairs
@@ -326,7 +321,7 @@ class _Run:
                         description="similarity: queries", **kw)
         r = embed_paths(self.model, [p.reference_paths[i] for i in first], p.reference,
                         description="similarity: references", **kw)
-        table = similarity_table(q, r, cfg.similarity_range or 2 * self.per_anchor)
+        table = similarity_table(q, r, neighbour_range(cfg, self.per_anchor))
         # Every rank must build the same batches: rank 0's table is the one used.
         self.sampler.set_neighbours(dist.broadcast(table, self.ctx), shuffle=True)
 

@@ -1,4 +1,4 @@
-"""Batch sampling: unique locations per batch, optionally GPS-aware (Sample4Geo).
+"""Batch sampling: distinct, separated places per batch, optionally GPS-aware (Sample4Geo).
 
 The sampler builds the *global* batches of an epoch from (seed, epoch) alone, so every
 process of a distributed run builds the same list and takes its own contiguous slice,
@@ -6,6 +6,8 @@ and a resumed run can skip exactly the batches it already trained on. Every pair
 gets an augmentation seed derived from (seed, epoch, pair).
 """
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
@@ -36,24 +38,32 @@ def gps_neighbours(xy: np.ndarray, k: int) -> np.ndarray:
 class PairBatchSampler:
     """Yields this rank's share of each global batch as [(pair, aug_seed), ...].
 
-    locations: (P,) location id per pair; batch_size: the global batch; neighbours:
-    optional (L, K) nearest-location table for GPS-aware batches, in which each drawn
-    anchor brings up to `per_anchor` of its unused nearest neighbours into its batch.
+    locations: (P,) place id per pair; batch_size: the global batch. A batch never holds
+    two pairs of one place, nor two places listed in each other's `conflicts` (places.py:
+    images closer than the negative radius). each_pair: every pair is used once per epoch
+    (item places: Sample4Geo, LRFR); otherwise one random pair per place (NetVLAD visits
+    each query once). neighbours: optional (L, R) candidate table, nearest or most similar
+    first, for Sample4Geo's GPS / similarity batches: each anchor brings the first
+    per_anchor / 2 of its row and per_anchor / 2 drawn at random from the rest, those still
+    unused this epoch, into its batch (Sample4Geo's shuffle, neighbour_select = per_anchor,
+    neighbour_range = R).
     """
 
     def __init__(self, locations: np.ndarray, batch_size: int, seed: int,
                  neighbours: np.ndarray | None = None, per_anchor: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, *, conflicts: list[np.ndarray] | None = None,
+                 each_pair: bool = True) -> None:
         if batch_size % world_size:
             raise UsageError(f"batch_size {batch_size} is not divisible by the {world_size} "
                              f"processes; pick a multiple of {world_size}")
         n_loc = int(locations.max()) + 1 if len(locations) else 0
         if n_loc < batch_size:
             raise UsageError(f"batch_size {batch_size} is larger than the {n_loc} distinct "
-                             f"training locations; lower --batch-size to at most {n_loc}")
+                             f"training places; lower --batch-size to at most {n_loc}")
         self.locations = np.asarray(locations, dtype=np.int64)
         self.batch_size, self.seed = batch_size, seed
         self.neighbours, self.per_anchor = neighbours, per_anchor
+        self.conflicts, self.each_pair = conflicts, each_pair
         self.rank, self.world_size = rank, world_size
         self.epoch, self.start = 0, 0
         self.shuffle_neighbours = False
@@ -61,7 +71,7 @@ class PairBatchSampler:
 
     def set_neighbours(self, neighbours: np.ndarray | None, shuffle: bool = False) -> None:
         """Replace the candidate table (e.g. by a similarity table, batching.py); shuffle=True
-        draws each anchor's neighbours at random from its row instead of nearest first."""
+        marks it as learned (it is saved in checkpoints: the next batches depend on it)."""
         self.neighbours, self.shuffle_neighbours = neighbours, shuffle
         self._cache = None
 
@@ -77,41 +87,70 @@ class PairBatchSampler:
         self._cache = (epoch, out)
         return out
 
+    def _candidates(self, anchor: int, rng: np.random.Generator) -> list[int]:
+        if self.neighbours is None or self.per_anchor <= 0:
+            return []
+        row = [int(v) for v in self.neighbours[anchor] if v >= 0]
+        half = self.per_anchor // 2
+        near, far = row[:half], row[half:]
+        return near + [far[i] for i in rng.permutation(len(far))[:half]]
+
     def _batches(self, rng: np.random.Generator) -> list[np.ndarray]:
         n_loc = int(self.locations.max()) + 1
         by_loc: list[list[int]] = [[] for _ in range(n_loc)]
         for pair in rng.permutation(len(self.locations)).tolist():
             by_loc[int(self.locations[pair])].append(pair)
-        # One pair per location per pass; a location with several pairs is revisited in
-        # later passes so every pair is used once per epoch where possible.
-        gps = self.neighbours is not None and self.per_anchor > 0
+        if not self.each_pair:
+            by_loc = [v[:1] for v in by_loc]
+        # One pair per place per pass; a place with several pairs is revisited in later
+        # passes so that every pair is used once per epoch where possible.
         batches: list[np.ndarray] = []
-        while True:
-            free = np.array([bool(v) for v in by_loc])
-            if free.sum() < self.batch_size:
-                break  # the rest cannot fill a batch of distinct locations
-            current: list[int] = []
-            for anchor in rng.permutation(np.flatnonzero(free)).tolist():
-                if not free[anchor]:
-                    continue
-                group = [anchor]
-                free[anchor] = False
-                row = self.neighbours[anchor] if gps else ()
-                if gps and self.shuffle_neighbours:
-                    row = row[rng.permutation(len(row))]
-                for near in row:
-                    if len(group) > self.per_anchor or len(current) + len(group) >= self.batch_size:
-                        break
-                    if near >= 0 and free[near]:
-                        group.append(int(near))
-                        free[near] = False
-                current.extend(by_loc[loc].pop() for loc in group)
-                if len(current) == self.batch_size:
-                    batches.append(np.asarray(current, dtype=np.int64))
-                    current = []
-            for pair in current:  # unused this pass: back to their locations
-                by_loc[int(self.locations[pair])].append(pair)
+        while self._pass(rng, by_loc, batches):
+            pass
         return batches
+
+    def _pass(self, rng: np.random.Generator, by_loc: list[list[int]], batches: list[np.ndarray]) -> int:
+        """Fill batches from the places that still have pairs; the number of batches made."""
+        free = np.array([bool(v) for v in by_loc])
+        if free.sum() < self.batch_size:
+            return 0  # the rest cannot fill a batch of distinct places
+        blocked = np.zeros(len(by_loc), dtype=bool)  # the current batch's places and conflicts
+        queue = deque(rng.permutation(np.flatnonzero(free)).tolist())
+        current: list[int] = []
+        made = waits = 0
+
+        def take(loc: int) -> None:
+            free[loc], blocked[loc] = False, True
+            if self.conflicts is not None:
+                blocked[self.conflicts[loc]] = True
+
+        while queue:
+            anchor = queue.popleft()
+            if not free[anchor]:
+                continue
+            if blocked[anchor]:  # conflicts with this batch: wait for the next one
+                queue.append(anchor)
+                waits += 1
+                if waits > len(queue):
+                    break  # every waiting place conflicts with the current batch
+                continue
+            waits = 0
+            group = [anchor]
+            take(anchor)
+            for near in self._candidates(anchor, rng):
+                if len(current) + len(group) >= self.batch_size:
+                    break
+                if free[near] and not blocked[near]:
+                    group.append(near)
+                    take(near)
+            current.extend(by_loc[loc].pop() for loc in group)
+            if len(current) == self.batch_size:
+                batches.append(np.asarray(current, dtype=np.int64))
+                current, made = [], made + 1
+                blocked[:] = False
+        for pair in current:  # unused this pass: back to their places
+            by_loc[int(self.locations[pair])].append(pair)
+        return made
 
     def steps_per_epoch(self) -> int:
         return len(self.batches(0))
