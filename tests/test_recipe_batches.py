@@ -264,7 +264,7 @@ def test_places_training_feeds_place_labels_to_the_loss(places_world, tmp_path, 
         assert labels.shape == (6,) and len(set(labels.tolist())) == 2
     written = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (written["images_per_place"], written["miner"]) == (6, "multi_similarity")
-    assert written["places"]["definition"] == "item" and written["places"]["n_places"] == 6
+    assert written["training_places"]["definition"] == "item" and written["training_places"]["n_places"] == 6
 
 
 # --- Sample4Geo similarity sampling -----------------------------------------------------------

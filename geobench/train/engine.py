@@ -181,7 +181,7 @@ class _Run:
                                "dataset": self.prepared.name, "steps_per_epoch": self.spe,
                                "total_steps": self.total, "world_size": ctx.world_size,
                                "n_pairs": len(pairs), "n_locations": pairs.n_locations,
-                               "places": pairs.places.to_json(),
+                               "training_places": pairs.places.to_json(),
                                "views": [pairs.query.model_view, pairs.reference.model_view]})
         self.tb = None
         if cfg.tensorboard and ctx.is_main:
