@@ -303,3 +303,50 @@ def test_similarity_sampling_rebuilds_the_table_and_resumes(world, tmp_path):
     a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     for k, v in a["model_state"].items():
         torch.testing.assert_close(b["model_state"][k], v, rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def vg_world(tmp_path_factory):
+    """A VG-style train split: 130 queries 60 m apart along streets of two cities, each with
+    two database images within 10 m (train_positive) and one 20 m away (positive only)."""
+    import cv2
+
+    from geobench.prepared import write_prepared
+
+    root = tmp_path_factory.mktemp("vg")
+    rng, index, links = np.random.default_rng(0), [], []
+    for split, n in (("train", 130), ("test", 4)):
+        for i in range(n):
+            city = "a" if i % 2 else "b"
+            e, north = 500_000.0 + 60.0 * (i // 2), 4e6 + (0 if city == "a" else 5_000)
+            shots = [(f"{split}q{i}", "query", 0.0), (f"{split}d{i}a", "reference", 3.0),
+                     (f"{split}d{i}b", "reference", 7.0), (f"{split}d{i}c", "reference", 20.0)]
+            for uid, role, d in shots:
+                rel = f"img/{uid}.png"
+                (root / "raw" / "img").mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / "raw" / rel), rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))
+                index.append(dict(uid=uid, split=split, role=role, view="street", path=rel, item="",
+                                  lat=40.0, lon=-75.0, utm_e=e + d, utm_n=north, heading="", city=city))
+                if role == "reference":
+                    links.append(dict(split=split, query=f"{split}q{i}", reference=uid, distance_m=d,
+                                      kind="positive"))
+                    if split == "train" and d <= 10:
+                        links.append(dict(split=split, query=f"{split}q{i}", reference=uid,
+                                          distance_m=d, kind="train_positive"))
+    return write_prepared(root / "ds", index, links, dataset="vgmini", raw_root=root / "raw").root
+
+
+def test_mixvpr_trains_with_its_paper_batch_on_a_vg_world(vg_world, tmp_path, invoke):
+    """120 places x 4 images (240 pairs) per step, as MixVPR; the 25 m links chained every
+    place of a street into one location before, which made any batch above 2 impossible."""
+    out = tmp_path / "run"
+    res = invoke("train", "mixvpr", "--data", vg_world, "--out", out, "--max-steps", "1",
+                 "--workers", "0", "--eval-every", "0", "--pretrained", "none", "--quiet",
+                 "--set", "model_args.backbone=resnet_micro", "--set", "model_args.mixvpr_dim=16",
+                 "--set", "model_args.mix_depth=1", "--set", "model_args.out_rows=1",
+                 "--set", "model_args.input_size={street: [32, 32]}")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["batch_size"], cfg["images_per_place"], cfg["places"]) == (240, 4, "utm_cell")
+    assert cfg["training_places"]["definition"] == "utm_cell" and cfg["training_places"]["n_places"] == 130
+    assert cfg["n_pairs"] == 260 and cfg["steps_per_epoch"] == 1  # 130 places: one batch of 120
