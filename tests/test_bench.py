@@ -116,6 +116,20 @@ def test_peak_rss_subprocess_sees_the_allocation():
     assert small.delta < 40 * bench.MB
 
 
+def setup_then_block() -> tuple[int, int, bool]:
+    """In a child: 80 MB of set-up kept alive, then a block that peaks 40 MB higher."""
+    kept = np.ones((1000, 10000))
+    with bench.peak_during() as mem:
+        float(np.ones((1000, 5000)).sum())
+    return mem.added, int(kept.nbytes), mem.exact
+
+
+def test_peak_during_counts_the_block_not_the_set_up():
+    added, kept, exact = bench.peak_rss_subprocess(setup_then_block).result
+    assert exact and kept == 80_000_000
+    assert 35 * bench.MB < added < 60 * bench.MB  # the block's 40 MB, not the set-up's 80
+
+
 def test_peak_rss_subprocess_reports_failure():
     with pytest.raises(RuntimeError, match="ValueError"):
         bench.peak_rss_subprocess(int, "not a number")

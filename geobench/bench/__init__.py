@@ -13,7 +13,8 @@ What a stage module imports from here:
     bench_threads, set_threads, threads           one thread count for both    (threadcount)
     peak_rss_subprocess, PeakMemory               a call's peak memory in a    (child)
                                                   fresh interpreter
-    current_rss, peak_rss, reset_peak_rss, MB     this process's memory        (memory)
+    peak_during, Peak, current_rss, peak_rss,     this process's memory; what  (memory)
+      reset_peak_rss, MB                          a block adds at its peak
     STAGES, STAGE_MODULES, selected               the stages; --rows filter    (stages)
 
 The machinery behind `geobench bench` lives beside it: `collect` (run the stages, one
@@ -23,7 +24,7 @@ bench.csv and bench.h5). Nothing heavy is imported here.
 from __future__ import annotations
 
 from geobench.bench.child import PeakMemory, peak_rss_subprocess
-from geobench.bench.memory import MB, current_rss, peak_rss, reset_peak_rss
+from geobench.bench.memory import MB, Peak, current_rss, peak_during, peak_rss, reset_peak_rss
 from geobench.bench.rows import FIELDS, BenchRow, is_number, make_row, parse_target
 from geobench.bench.stages import STAGE_ISSUES, STAGE_MODULES, STAGES, selected
 from geobench.bench.threadcount import THREAD_ENV, bench_threads, set_threads, threads
@@ -40,5 +41,6 @@ __all__ = [
     "STAGES", "STAGE_ISSUES", "STAGE_MODULES", "FIELDS", "MB", "THREAD_ENV", "BenchRow",
     "PeakMemory", "parse_target", "is_number", "make_row", "bench_threads", "set_threads",
     "threads", "timeit", "time_samples", "interleaved", "Timings", "cpu_clock", "selected",
-    "planted", "current_rss", "peak_rss", "reset_peak_rss", "peak_rss_subprocess",
+    "planted", "current_rss", "peak_rss", "reset_peak_rss", "peak_during", "Peak",
+    "peak_rss_subprocess",
 ]

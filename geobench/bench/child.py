@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geobench.bench.memory import current_rss, peak_rss, reset_peak_rss
+from geobench.bench.memory import peak_during
 from geobench.bench.threadcount import bench_threads, set_threads
 
 # Runs main() without `-m`: that would import this module a second time as __main__, after
@@ -109,12 +109,11 @@ def _work(job: tuple) -> Any:
     if kind == "call":
         _, fn, args, kwargs, n_threads = job
         set_threads(n_threads)
-        exact = reset_peak_rss()
-        baseline = current_rss()
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        seconds = time.perf_counter() - start
-        return result, baseline, peak_rss(), exact, seconds
+        with peak_during() as mem:
+            start = time.perf_counter()
+            result = fn(*args, **kwargs)
+            seconds = time.perf_counter() - start
+        return result, mem.base, mem.peak, mem.exact, seconds
     raise ValueError(f"unknown job kind {kind!r}")
 
 

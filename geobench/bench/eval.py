@@ -51,17 +51,16 @@ def memory_case(nq: int, nr: int, dim: int, memory: int) -> dict:
     """Run in a fresh process: peak RSS of one evaluation above libraries + descriptors."""
     import torch  # noqa: F401  (library code is loaded before the baseline)
 
-    from geobench.bench import current_rss, peak_rss, reset_peak_rss
+    from geobench.bench import peak_during
     from geobench.progress import set_quiet
 
     set_quiet(True)
     q, r, positives = make_data(nq, nr, dim)
     tq, tr, tp = make_data(8, 64, dim)
     _evaluate(tq, tr, tp, memory)  # import and warm every module first
-    exact = reset_peak_rss()
-    base = current_rss()
-    result = _evaluate(q, r, positives, memory)
-    return {"base": base, "peak": peak_rss(), "exact": exact,
+    with peak_during() as mem:
+        result = _evaluate(q, r, positives, memory)
+    return {"base": mem.base, "peak": mem.peak, "exact": mem.exact,
             "descriptors": q.nbytes + r.nbytes, "r@1": result.metrics["r@1"],
             "blocks": f"{result.plan.block_queries}x{result.plan.block_references}"}
 

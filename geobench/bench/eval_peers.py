@@ -68,17 +68,16 @@ def _peak(fn, *args) -> float:
 
 
 def _measure_child(fn, nq: int, nr: int, dim: int, *extra) -> float:
-    from geobench.bench import current_rss, peak_rss, reset_peak_rss
+    from geobench.bench import peak_during
     from geobench.progress import set_quiet
 
     set_quiet(True)
     small = _data(8, 64, dim)
     fn(*small, *extra)  # imports and first-call set-up are not the method's memory
     q, r, positives = _data(nq, nr, dim)
-    reset_peak_rss()
-    base = current_rss()
-    fn(q, r, positives, *extra)
-    return (peak_rss() - base + q.nbytes + r.nbytes) / MB
+    with peak_during() as mem:
+        fn(q, r, positives, *extra)
+    return (mem.added + q.nbytes + r.nbytes) / MB
 
 
 def _available_mb() -> float:

@@ -1,7 +1,11 @@
-"""Resident memory of this process: now, its peak, and resetting the peak (Linux /proc)."""
+"""Resident memory of this process: now, its peak, resetting the peak (Linux /proc), and
+the peak a block of code adds (`peak_during`, what every memory row measures)."""
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 MB = 1024 * 1024
 
@@ -42,3 +46,27 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+@dataclass
+class Peak:
+    """Resident memory around a block of code, in bytes."""
+
+    base: int = 0  # RSS when the block started
+    peak: int = 0  # peak RSS while it ran
+    exact: bool = False  # False where the peak could not be reset (it may hold older spikes)
+
+    @property
+    def added(self) -> int:
+        return self.peak - self.base
+
+
+@contextlib.contextmanager
+def peak_during() -> Iterator[Peak]:
+    """`with peak_during() as mem: work()`: mem.added is the memory work() added at its
+    peak. Run it in a fresh process (`peak_rss_subprocess`), after the set-up that must
+    not count (imports, inputs, a warm-up call)."""
+    mem = Peak(exact=reset_peak_rss())
+    mem.base = current_rss()
+    yield mem
+    mem.peak = peak_rss()

@@ -90,17 +90,16 @@ def train_step_peak(name: str, preset: str | None, batch: int, bare: bool) -> tu
 
     import torch
 
-    from geobench.bench import current_rss, peak_rss, reset_peak_rss
+    from geobench.bench import peak_during
     from geobench.models import build_model
 
     torch.manual_seed(0)
     model = build_model(name, preset=preset).train()
     q, r = _inputs(model, batch, "cpu", False)
     gc.collect()
-    base = current_rss()
-    exact = reset_peak_rss()
-    _step_fn(model, _bare if bare else _full, q, r, True, False)()
-    return float(peak_rss() - base), exact
+    with peak_during() as mem:
+        _step_fn(model, _bare if bare else _full, q, r, True, False)()
+    return float(mem.added), mem.exact
 
 
 def _case(name: str, preset: str | None, model: Any, batch: int, device: str) -> str:

@@ -28,19 +28,18 @@ def stream_case(path: str, out: str, memory: int) -> dict:
     """In a fresh process: evaluate a features file within `memory`, with its peak."""
     import torch  # noqa: F401  (libraries load before the baseline)
 
-    from geobench.bench import current_rss, peak_rss, reset_peak_rss
+    from geobench.bench import peak_during
     from geobench.eval.evaluate import EvalOptions, evaluate_features
     from geobench.progress import set_quiet
 
     set_quiet(True)
-    exact = reset_peak_rss()
-    base = current_rss()
-    t = time.perf_counter()
-    summary = evaluate_features(path, out, EvalOptions(protocol="pairs", memory_bytes=memory,
-                                                       save_topk=10))
-    seconds = time.perf_counter() - t
+    with peak_during() as mem:
+        t = time.perf_counter()
+        summary = evaluate_features(path, out, EvalOptions(protocol="pairs", memory_bytes=memory,
+                                                           save_topk=10))
+        seconds = time.perf_counter() - t
     plan = summary.result.plan
-    return {"base": base, "peak": peak_rss(), "exact": exact, "seconds": seconds,
+    return {"base": mem.base, "peak": mem.peak, "exact": mem.exact, "seconds": seconds,
             "streamed": any("streamed from disk" in n for n in summary.notes),
             "block_queries": plan.block_queries, "block_references": plan.block_references}
 
