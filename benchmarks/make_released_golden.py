@@ -4,7 +4,7 @@ Run in a side environment with torch and torchvision (never a geobench dependenc
 git checkouts of the official repositories:
 
     /path/to/side/python benchmarks/make_released_golden.py \
-        --megaloc MEGALOC_CHECKOUT --dinov2 DINOV2_CHECKOUT
+        --megaloc MEGALOC_CHECKOUT --dinov2 DINOV2_CHECKOUT --salad SALAD_CHECKOUT
 
 Every network is built by its own code, its weights overwritten by
 tests/golden_weights.fill (deterministic by parameter name, so nothing large is stored),
@@ -29,6 +29,7 @@ CASES = {  # name: (seed, n, h, w)
     "megaloc": (0, 2, 182, 252),
     "dinov2_vits14_reg": (1, 2, 126, 98),
     "dinov2_vits14": (2, 1, 98, 140),
+    "dino_salad": (3, 2, 112, 168),
 }
 
 
@@ -82,15 +83,48 @@ def dinov2(checkout: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def salad(checkout: Path, dinov2_checkout: Path) -> dict[str, np.ndarray]:
+    """serizba/salad's backbone wrapper and aggregator, composed as its VPRModel does
+    (backbone then aggregator; VPRModel itself needs pytorch-lightning), with the hub's
+    dinov2_vitb14 built from the local dinov2 checkout instead of torch.hub."""
+    import torch
+
+    sys.path.insert(0, str(dinov2_checkout))
+    from dinov2.hub.backbones import dinov2_vitb14
+
+    hub_load = torch.hub.load
+    torch.hub.load = lambda repo, name, *a, **k: dinov2_vitb14(pretrained=False)
+    sys.path.insert(0, str(checkout))
+    try:
+        from models import helper
+        backbone = helper.get_backbone("dinov2_vitb14", {"num_trainable_blocks": 4,
+                                                         "return_token": True, "norm_layer": True})
+    finally:
+        torch.hub.load = hub_load
+    aggregator = helper.get_aggregator("SALAD", {"num_channels": 768, "num_clusters": 64,
+                                                 "cluster_dim": 128, "token_dim": 256})
+    model = torch.nn.Module()
+    model.backbone, model.aggregator = backbone, aggregator
+    keys = np.array([f"{k}:{'x'.join(map(str, v.shape))}" for k, v in model.state_dict().items()])
+    backbone.model.blocks = backbone.model.blocks[:3]  # 3 of 12 blocks: a test-sized network
+    backbone.num_trainable_blocks = 1
+    _load(model)
+    seed, n, h, w = CASES["dino_salad"]
+    with torch.no_grad():
+        out = aggregator(backbone(torch.from_numpy(images(seed, n, h, w)))).numpy()
+    return {"dino_salad": out, "dino_salad.keys": keys}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--megaloc", type=Path, required=True)
     ap.add_argument("--dinov2", type=Path, required=True)
+    ap.add_argument("--salad", type=Path, required=True)
     args = ap.parse_args()
     import torch
 
     torch.manual_seed(0)
-    arrays = {**megaloc(args.megaloc), **dinov2(args.dinov2)}
+    arrays = {**megaloc(args.megaloc), **dinov2(args.dinov2), **salad(args.salad, args.dinov2)}
     arrays["versions.torch"] = np.array(torch.__version__)
     np.savez_compressed(OUT, **arrays)
     print(f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KB): {sorted(arrays)}")

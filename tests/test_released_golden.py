@@ -80,3 +80,24 @@ def test_freezing_stops_gradients_to_the_first_blocks_and_the_tokens():
     assert {"cls_token", "pos_embed", "mask_token", "patch_embed.proj.weight"} <= frozen
     assert any(n.startswith("blocks.1.") for n in frozen)
     assert not any(n.startswith("blocks.2.") for n in frozen)
+
+
+def test_dino_salad_layout_is_the_released_one_key_for_key():
+    with torch.device("meta"):
+        model = build_model("dino_salad")
+    got = [f"{k}:{'x'.join(map(str, v.shape))}" for k, v in model.state_dict().items()]
+    assert sorted(got) == sorted(GOLDEN["dino_salad.keys"].tolist())
+    trained = {n.split(".")[3] for n, p in model.named_parameters()
+               if p.requires_grad and n.startswith("backbone.model.blocks.")}
+    assert trained == {"8", "9", "10", "11"}  # the last 4 blocks, as serizba/salad trains
+
+
+def test_dino_salad_equals_the_official_model():
+    # The official backbone wrapper and SALAD at 3 of 12 blocks (see the generator).
+    model = _filled(build_model("dino_salad", input_size={"street": (112, 168)},
+                                dims=(768, 3, 12), trainable_blocks=1))
+    with torch.no_grad():
+        got = model.embed(torch.from_numpy(images(3, 2, 112, 168)), "street").numpy()
+    want = GOLDEN["dino_salad"]
+    assert got.shape == want.shape == (2, 8448)
+    assert np.abs(got - want).max() < 2e-6

@@ -6,6 +6,10 @@ key with `--weights` (no renaming):
 - `megaloc` (gmberton/MegaLoc, MIT): DINOv2 ViT-B/14 -> SALAD over the patch map and the
   class token (64 clusters x 256 + a 256-D token) -> Linear(16,640 -> 8,448) -> L2.
   Keys `backbone.*` (DINOv2 without `mask_token`), `aggregator.agg.*`, `aggregator.linear.*`.
+- `dino_salad` (serizba/salad, GPL-3.0: its code is never vendored; the architecture is
+  written here from its description): the hub's DINOv2 ViT-B/14 -> SALAD (64 clusters x 128
+  + a 256-D token = 8,448-D). Keys `backbone.model.*` (the hub model, `mask_token` included)
+  and `aggregator.*`, as in the released `dino_salad.ckpt`.
 """
 from __future__ import annotations
 
@@ -34,24 +38,41 @@ class SaladHead(nn.Module):
         self.linear = nn.Linear(self.agg.out_dim, out_dim) if out_dim else None
         self.out_dim = out_dim or self.agg.out_dim
 
-    def forward(self, token: Tensor, fmap: Tensor) -> Tensor:
+    def forward(self, fmap: Tensor, token: Tensor) -> Tensor:
         v = self.agg(fmap, token)
         return v if self.linear is None else self.linear(v)
 
 
+class Holder(nn.Module):
+    """Keeps a module under the attribute name a released checkpoint uses (`backbone.model`)."""
+
+    def __init__(self, name: str, module: nn.Module) -> None:
+        super().__init__()
+        self.add_module(name, module)
+
+
 class DinoModel(GeoModel):
-    """One DINOv2 network shared by every view, and a head over its tokens."""
+    """One DINOv2 network shared by every view, and a head over its tokens.
+
+    `backbone_key` is where the DINOv2 sits in the released layout ("" for `backbone.*`,
+    "model" for `backbone.model.*`)."""
 
     view_agnostic = True
 
-    def __init__(self, card: ModelCard, backbone: DinoV2, aggregator: nn.Module) -> None:
+    def __init__(self, card: ModelCard, backbone: DinoV2, aggregator: nn.Module,
+                 backbone_key: str = "") -> None:
         super().__init__(card)
-        self.backbone = backbone
+        self.backbone = Holder(backbone_key, backbone) if backbone_key else backbone
+        self.dino = backbone_key
         self.aggregator = aggregator
 
+    @property
+    def vit(self) -> DinoV2:
+        return getattr(self.backbone, self.dino) if self.dino else self.backbone
+
     def encode(self, images: Tensor, branch: str) -> Tensor:
-        token, fmap = self.backbone.tokens(images)
-        return self.aggregator(token, fmap)
+        token, fmap = self.vit.tokens(images)
+        return self.aggregator(fmap, token)  # every head takes (patch map, class token)
 
 
 def patch_sizes(name: str, card: ModelCard, input_size: dict[str, Size] | None) -> dict[str, Size]:
@@ -114,3 +135,59 @@ def megaloc(
     head = SaladHead(backbone.embed_dim, clusters, cluster_dim, token_dim, hidden, out_dim)
     return DinoModel(replace(MEGALOC_CARD, input_size=sizes, descriptor_dim=head.out_dim),
                      backbone, head)
+
+
+DINO_SALAD_CARD = ModelCard(
+    paper="Izquierdo & Civera, Optimal Transport Aggregation for Visual Place Recognition "
+          "(SALAD), CVPR 2024",
+    description="DINOv2 ViT-B/14 (last 4 blocks trained) + SALAD 64x128 + 256 token, 8448-D",
+    input_size={"street": (322, 322)},
+    descriptor_dim=8448,
+    query_view="street",
+    reference_view="street",
+    recipe={
+        "loss": "multi_similarity", "loss_args": {"alpha": 1.0, "beta": 50.0, "base": 0.0},
+        "miner": {"name": "multi_similarity", "epsilon": 0.1},
+        "optimizer": "adamw", "lr": 6e-5, "weight_decay": 9.5e-9, "batch_size": 60,
+        "images_per_place": 4, "epochs": 4, "amp": True,
+        "schedule": {"name": "linear", "stretch": 1.25},
+        "provenance": "[R] serizba/salad main.py: GSV-Cities 60 places x 4 images at 224x224, "
+        "AdamW lr 6e-5, weight decay 9.5e-9, LinearLR from 1 to 0.2 over 4,000 steps (about "
+        "the 4 epochs; geobench: linear to 0.2 over the run, stretch 1.25), "
+        "multi-similarity loss and miner; dinov2_vitb14 with its last 4 blocks trained",
+    },
+    presets={"tiny": {
+        "kwargs": {"dims": (32, 2, 2), "grid": 4, "clusters": 4, "cluster_dim": 8,
+                   "token_dim": 8, "hidden": 16, "trainable_blocks": 2},
+        "input_size": {"street": (56, 56)},
+        "recipe": {"batch_size": 32, "epochs": 8, "lr": 1e-3, "amp": False,
+                   "schedule": {"name": "constant"}},
+        "params_m": 0.047,
+    }},
+    params_m=87.991,
+    notes="Licence GPL-3.0 (serizba/salad): geobench writes the architecture itself and fetches "
+    "the weights (GitHub release v1.0.0 dino_salad.ckpt); the file loads key for key. Official "
+    "evaluation: ImageNet mean/std at 322x322 (paper), images rounded to multiples of 14 px.",
+)
+
+
+@register_model(card=DINO_SALAD_CARD)
+def dino_salad(
+    input_size: dict[str, Size] | None = None,
+    dims: tuple[int, int, int] = VITB14,
+    grid: int = 37,
+    clusters: int = 64,
+    cluster_dim: int = 128,
+    token_dim: int = 256,
+    hidden: int = 512,
+    trainable_blocks: int = 4,
+) -> DinoModel:
+    sizes = patch_sizes("dino_salad", DINO_SALAD_CARD, input_size)
+    backbone = DinoV2(tuple(dims), grid=grid)
+    if not 0 <= trainable_blocks <= len(backbone.blocks):
+        raise UsageError(f"dino_salad: trainable_blocks must be in [0, {len(backbone.blocks)}], "
+                         f"got {trainable_blocks}")
+    backbone.freeze_stages(len(backbone.blocks) - trainable_blocks)
+    head = SaladHead(backbone.embed_dim, clusters, cluster_dim, token_dim, hidden, None)
+    card = replace(DINO_SALAD_CARD, input_size=sizes, descriptor_dim=head.out_dim)
+    return DinoModel(card, backbone, head.agg, backbone_key="model")

@@ -115,8 +115,9 @@ class DinoV2(Backbone):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, dim))
         self.register_tokens = nn.Parameter(torch.zeros(1, registers, dim)) if registers else None
-        # Unused at inference; hub checkpoints carry it (masked-image training).
-        self.mask_token = nn.Parameter(torch.zeros(1, dim)) if mask_token else None
+        # Hub checkpoints carry it (DINOv2's masked-image pretraining); nothing here uses
+        # it, so it takes no gradient.
+        self.mask_token = nn.Parameter(torch.zeros(1, dim), requires_grad=False) if mask_token else None
         rates = linear_rates(drop_path_rate, depth)
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, layer_scale, rates[i])
                                     for i in range(depth))
