@@ -37,7 +37,7 @@ def test_one_training_step(name, tmp_path):
                      aerial_size=max(rh, rw, qh))
     cfg = resolve_config(name, ds, tmp_path / "run", preset=preset,
                          cli={"workers": 0, "eval_every": 0, "max_steps": 1, "batch_size": 2,
-                              "amp": False})
+                              "amp": False, "images_per_place": 1})  # the world: one pair per place
     summary = train(cfg)
     assert summary.steps == 1 and summary.final_loss == summary.final_loss  # finite
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
