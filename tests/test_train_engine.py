@@ -137,7 +137,11 @@ def test_schedules():
     from geobench.train.optim import LrFactor
 
     cos = LrFactor("cosine", 10, warmup_steps=2)
-    assert [round(cos(s), 3) for s in (0, 1, 2, 7, 10)] == [0.333, 0.667, 1.0, 0.309, 0.0]
+    # transformers' warm-up (Sample4Geo): the first step runs at lr 0
+    assert [round(cos(s), 3) for s in (0, 1, 2, 7, 10)] == [0.0, 0.5, 1.0, 0.309, 0.0]
+    mixvpr = LrFactor("staged", 100, warmup_steps=4, milestones=[2, 6], gamma=0.5, warmup_from="step")
+    # (step + 1) / warmup, and the milestone at step 2 falls inside the warm-up and is lost
+    assert [mixvpr(s) for s in (0, 1, 2, 3, 4, 5, 6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 0.5]
     lin = LrFactor("linear", 100, stretch=1.05)
     assert lin(0) == 1.0 and lin(100) == pytest.approx(1 - 1 / 1.05)
     staged = LrFactor("staged", 100, milestones=[30, 50], gamma=0.1)

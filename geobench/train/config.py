@@ -17,6 +17,7 @@ from geobench.errors import DataError, UsageError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "staged", "cosine", "linear")
+WARMUPS = ("zero", "step")  # first warm-up step at lr 0 (transformers) or at lr / warmup (MixVPR)
 SAMPLING = ("unique", "gps", "gps_similarity")
 MINERS = ("multi_similarity",)
 # Losses that take place labels (several images of one place in a batch are positives).
@@ -33,7 +34,8 @@ _KEY_ALIASES = {"optimiser": "optimizer", "batch": "batch_size", "wd": "weight_d
 _SCHEDULE_ALIASES = {"multistep": "staged", "step": "staged", "steps": "staged", "none": "constant",
                      "cos": "cosine", "cosine_warmup": "cosine", "poly": "linear"}
 _SCHEDULE_KEYS = {"milestones": "milestones", "gamma": "lr_gamma", "stretch": "schedule_stretch",
-                  "warmup_epochs": "warmup_epochs", "warmup_steps": "warmup_steps"}
+                  "warmup_epochs": "warmup_epochs", "warmup_steps": "warmup_steps",
+                  "warmup_from": "warmup_from"}
 _SAMPLING_ALIASES = {"random": "unique", "gps+similarity": "gps_similarity", "similarity": "gps_similarity",
                      "gps+sim": "gps_similarity"}
 _LOSS_ALIASES = {"wsmt": "soft_margin_triplet", "weighted_soft_margin_triplet": "soft_margin_triplet",
@@ -62,6 +64,7 @@ class TrainConfig:
     schedule: str = "constant"
     warmup_epochs: float = 0.0
     warmup_steps: int = 0
+    warmup_from: str = "zero"  # zero: lr 0 at the first step (transformers); step: 1/warmup (MixVPR)
     milestones: tuple[float, ...] = ()
     lr_gamma: float = 0.1
     schedule_stretch: float = 1.0
@@ -245,7 +248,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                           f"{cfg.sources.get(name, 'defaults')}) {why}")
 
     for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                          ("sampling", SAMPLING), ("grad_clip_mode", CLIP_MODES)):
+                          ("sampling", SAMPLING), ("grad_clip_mode", CLIP_MODES),
+                          ("warmup_from", WARMUPS)):
         if getattr(cfg, name) not in allowed:
             raise bad(name, f"is not one of {' | '.join(allowed)}")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
