@@ -152,7 +152,8 @@ MIXVPR_CARD = ModelCard(
         "miner": {"name": "multi_similarity", "epsilon": 0.1},
         "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3,
         "schedule": {"name": "multistep", "milestones": [5, 10, 15, 25, 45], "gamma": 0.3},
-        "warmup_steps": 650, "warmup_from": "step", "batch_size": 240, "images_per_place": 4, "epochs": 80, "amp": True,
+        "warmup_steps": 650, "warmup_from": "step", "batch_size": 240, "images_per_place": 4,
+        "epochs": 80, "amp": True,
         "places": "utm_cell",
         "provenance": "[R] amaralibey/MixVPR: GSV-Cities 120 places x 4 images (batch_size counts "
         "pairs: 240 pairs = 480 images), places shuffled within their city, 320x320; on datasets "
