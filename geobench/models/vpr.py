@@ -25,6 +25,11 @@ from geobench.models.registry import ModelCard, register_model
 
 Size = tuple[int, int]
 PATCH = 14
+# The tiny presets train on worlds with one pair per place (like mixvpr's): no places x
+# images batches and no miner, the soft-margin triplet instead.
+TINY_RECIPE = {"batch_size": 32, "epochs": 8, "lr": 1e-3, "amp": False,
+               "schedule": {"name": "constant"}, "loss": "soft_margin_triplet",
+               "loss_args": {"gamma": 10.0}, "images_per_place": 1, "miner": "none"}
 
 
 class SaladHead(nn.Module):
@@ -107,8 +112,7 @@ MEGALOC_CARD = ModelCard(
         "kwargs": {"dims": (32, 2, 2), "grid": 4, "clusters": 4, "cluster_dim": 8,
                    "token_dim": 8, "hidden": 16, "out_dim": 64},
         "input_size": {"street": (56, 56)},
-        "recipe": {"batch_size": 32, "epochs": 8, "lr": 1e-3, "amp": False,
-                   "schedule": {"name": "constant"}},
+        "recipe": TINY_RECIPE,
         "params_m": 0.0496,
     }},
     params_m=228.64,
@@ -160,8 +164,7 @@ DINO_SALAD_CARD = ModelCard(
         "kwargs": {"dims": (32, 2, 2), "grid": 4, "clusters": 4, "cluster_dim": 8,
                    "token_dim": 8, "hidden": 16, "trainable_blocks": 2},
         "input_size": {"street": (56, 56)},
-        "recipe": {"batch_size": 32, "epochs": 8, "lr": 1e-3, "amp": False,
-                   "schedule": {"name": "constant"}},
+        "recipe": TINY_RECIPE,
         "params_m": 0.047,
     }},
     params_m=87.991,
