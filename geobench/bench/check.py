@@ -4,8 +4,8 @@ Each row carries several repetitions (`samples`), each a floor and a measurement
 next to each other; a baseline row carries the samples of several whole runs
 (`benchmarks/make_baseline.py`). A row regresses when, in the wrong direction of its
 target ("<=" or ">="), the median moved by more than its factor (1 + tolerance) AND by
-more than the run-to-run noise allows (`geobench.bench.stats`). The CLI then measures
-each suspected row again in a fresh process and fails only if the second measurement
+more than the run-to-run noise allows (`geobench.bench.stats`). `collect_checked` then
+measures each suspected row again in a fresh process and fails only if the second measurement
 regresses too ("unconfirmed" otherwise). Rows whose noise alone exceeds the factor are
 reported as "noisy" with the smallest change they can detect.
 
@@ -19,9 +19,11 @@ from __future__ import annotations
 import csv
 import math
 import re
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from geobench.bench.collect import BenchOptions, BenchRun, collect
 from geobench.bench.rows import BenchRow, parse_target
 from geobench.bench.stats import compare, parse_samples
 from geobench.errors import DataError, SchemaError, UsageError
@@ -239,3 +241,30 @@ def confirm(first: CheckResult, again: CheckResult) -> CheckResult:
 def rows_pattern(lines: list[CheckLine]) -> str:
     """A `--rows` regular expression that matches exactly these lines' cases."""
     return "|".join(f"^{re.escape(case)}$" for case in sorted({line.case for line in lines}))
+
+
+def collect_checked(options: BenchOptions, baseline: list[BaselineRow] | None,
+                    tolerance: float | None = None, baseline_path: str = ""
+                    ) -> tuple[BenchRun, CheckResult | None]:
+    """Run the stages and, given a baseline, check the rows against it.
+
+    A suspected regression is measured again, alone, in a fresh process, and fails only
+    if it regresses again (`confirm`): a run that happened to land on a busy minute must
+    not fail the job on its own.
+    """
+    run = collect(options)
+    if baseline is None:
+        return run, None
+    checked = check_rows(run.rows, baseline, tolerance, baseline_path=baseline_path,
+                         rows=options.rows)
+    suspects = checked.suspects
+    if suspects:
+        if not options.quiet:
+            print(f"bench: {len(suspects)} suspected regression(s); measuring them again",
+                  file=sys.stderr, flush=True)
+        pattern = rows_pattern(suspects)
+        stages = tuple(s for s in options.stages if s in {x.stage for x in suspects})
+        again = collect(replace(options, stages=stages, rows=pattern))
+        checked = confirm(checked, check_rows(again.rows, baseline, tolerance,
+                                              baseline_path=baseline_path, rows=pattern))
+    return run, checked

@@ -16,33 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from geobench.bench import make_row, selected
+from geobench.bench.train import pair_world
 
 STAGE = "train"
-
-
-def _world(root: Path, n: int) -> Path:
-    import cv2
-
-    from geobench.prepared import write_prepared
-
-    rng = np.random.default_rng(0)
-    raw, index, positives = root / "raw", [], []
-    for sub in ("g", "a"):
-        (raw / sub).mkdir(parents=True)
-    for i in range(n):
-        # Smooth textures compress like photographs (noise would not).
-        pano = cv2.GaussianBlur(rng.integers(0, 255, (224, 1232, 3), dtype=np.uint8), (0, 0), 2)
-        aerial = cv2.GaussianBlur(rng.integers(0, 255, (750, 750, 3), dtype=np.uint8), (0, 0), 2)
-        cv2.imwrite(str(raw / "g" / f"{i}.jpg"), pano, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        cv2.imwrite(str(raw / "a" / f"{i}.jpg"), aerial, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        common = dict(split="train", item=str(i), lat=40.0, lon=-75.0, utm_e=5e5 + i, utm_n=4.4e6)
-        index.append(dict(uid=f"g{i}", role="query", view="ground", path=f"g/{i}.jpg", **common))
-        index.append(dict(uid=f"a{i}", role="reference", view="aerial", path=f"a/{i}.jpg", **common))
-        positives.append(dict(split="train", query=f"g{i}", reference=f"a{i}", kind="train_positive"))
-    return write_prepared(root / "ds", index, positives, dataset="bench", raw_root=raw).root
 
 
 def _rate(fn, n: int, repeat: int) -> float:
@@ -71,7 +48,9 @@ def run(quick: bool) -> list[dict]:
     card = MODELS.card("safa")
     rows = []
     with tempfile.TemporaryDirectory(prefix="geobench-bench-loader-") as tmp:
-        ds = read_prepared(_world(Path(tmp), n))
+        # Smooth textures compress like photographs (noise would not).
+        ds = read_prepared(pair_world(Path(tmp), n, pano=(224, 1232), aerial=(750, 750),
+                                      blur=2, quality=90))
         pairs = D.build_pairs(ds, "train", card.query_view, card.reference_view)
         dataset = D.PairDataset(pairs, card, hflip_p=0.5, rotate_p=0.5)
         qsize, rsize = dataset.qsize, dataset.rsize

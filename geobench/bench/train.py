@@ -20,7 +20,11 @@ STAGE = "train"
 MODEL, PRESET = "safa", "tiny"
 
 
-def _world(root: Path, n: int) -> Path:
+def pair_world(root: Path, n: int, pano: tuple[int, int] = (128, 512),
+               aerial: tuple[int, int] = (256, 256), blur: float = 0.0,
+               quality: int = 95) -> Path:
+    """A prepared train split of n ground/aerial pairs of random JPEGs (ROOT/ds); `blur`
+    smooths them so they compress like photographs (the loader stage's decode cost)."""
     import cv2
 
     from geobench.prepared import write_prepared
@@ -30,10 +34,10 @@ def _world(root: Path, n: int) -> Path:
     (raw / "g").mkdir(parents=True)
     (raw / "a").mkdir(parents=True)
     for i in range(n):
-        pano = rng.integers(0, 255, (128, 512, 3), dtype=np.uint8)
-        aerial = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
-        cv2.imwrite(str(raw / "g" / f"{i}.jpg"), pano)
-        cv2.imwrite(str(raw / "a" / f"{i}.jpg"), aerial)
+        images = [rng.integers(0, 255, (*shape, 3), dtype=np.uint8) for shape in (pano, aerial)]
+        for sub, img in zip(("g", "a"), images, strict=True):
+            img = cv2.GaussianBlur(img, (0, 0), blur) if blur else img
+            cv2.imwrite(str(raw / sub / f"{i}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, quality])
         common = dict(split="train", item=str(i), lat=40.0, lon=-75.0, utm_e=5e5 + i, utm_n=4.4e6)
         index.append(dict(uid=f"g{i}", role="query", view="ground", path=f"g/{i}.jpg", **common))
         index.append(dict(uid=f"a{i}", role="reference", view="aerial", path=f"a/{i}.jpg", **common))
@@ -45,7 +49,7 @@ def bench_config(root: Path, n: int, steps: int, workers: int):
     """The run every train-stage row measures: MODEL/PRESET on a generated world, B=8."""
     from geobench.train.config import resolve_config
 
-    return resolve_config(MODEL, _world(root, n), root / "run", preset=PRESET, cli={
+    return resolve_config(MODEL, pair_world(root, n), root / "run", preset=PRESET, cli={
         "workers": workers, "eval_every": 0, "epochs": 100, "max_steps": steps,
         "batch_size": 8, "device": "cpu", "amp": False})
 

@@ -37,8 +37,8 @@ def bench_cmd(
     """Measure each stage against its floor on this machine and report ratios."""
     import re
 
-    from geobench.bench.check import check_rows, confirm, read_baseline, rows_pattern
-    from geobench.bench.collect import BenchOptions, collect, resolve_stages
+    from geobench.bench.check import collect_checked, read_baseline
+    from geobench.bench.collect import BenchOptions, resolve_stages
     from geobench.bench.output import bench_table, check_table, console, write_bench
 
     stages = resolve_stages(stage)
@@ -57,22 +57,7 @@ def bench_cmd(
             raise UsageError(f"--rows {rows!r} is not a regular expression ({exc})") from None
     baseline = read_baseline(check) if check is not None else None  # fail before measuring
     options = BenchOptions(stages=stages, quick=quick, threads=threads, quiet=quiet, rows=rows)
-    run = collect(options)
-    checked = (check_rows(run.rows, baseline, tolerance, baseline_path=str(check), rows=rows)
-               if baseline is not None else None)
-    if checked is not None and checked.suspects:
-        # A suspected regression is measured again, alone, in a fresh process: a run that
-        # happened to land on a busy minute must not fail the job on its own.
-        suspects = checked.suspects
-        if not quiet:
-            typer.echo(f"bench: {len(suspects)} suspected regression(s); measuring them again",
-                       err=True)
-        pattern = rows_pattern(suspects)
-        again = collect(BenchOptions(stages=tuple(s for s in stages
-                                                  if s in {x.stage for x in suspects}),
-                                     quick=quick, threads=threads, quiet=quiet, rows=pattern))
-        checked = confirm(checked, check_rows(again.rows, baseline, tolerance,
-                                              baseline_path=str(check), rows=pattern))
+    run, checked = collect_checked(options, baseline, tolerance, str(check))
     paths = write_bench(run, out, checked)
     show = console().print
     show(bench_table(run.rows, title=f"geobench bench {stage}{' --quick' if quick else ''}"))
