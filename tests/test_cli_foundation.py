@@ -14,6 +14,12 @@ def test_help_lists_every_command(invoke):
         assert name in result.output
 
 
+def test_help_lists_commands_in_data_flow_order(invoke):
+    # the commands live in several modules (geobench/cli/); --help keeps one order
+    listed = invoke("--help").output.split("Commands:\n", 1)[1].splitlines()
+    assert [line.split()[0] for line in listed if line.strip()] == [*COMMANDS, "viz"]
+
+
 def test_every_command_has_help_and_quiet(invoke):
     for name in COMMANDS:
         result = invoke(name, "--help")

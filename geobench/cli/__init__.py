@@ -17,17 +17,19 @@ option types and helpers are in `common`):
     demo                                  geobench/cli/demo.py
 
 A new command goes in its group's module (or a new module imported below) with
-`@command("name", examples=[...])`, and its name in ORDER.
+`@command("name", examples=[...])`, and its name in ORDER (its place in `--help`).
 """
 from __future__ import annotations
 
 from geobench.cli import bench, datasets, demo, eval, geometry, report, train  # noqa: F401
 from geobench.cli.common import app
 
-# The order `geobench --help` lists the commands in (the order of the data flow).
+# The order `geobench --help` lists the commands in (the order of the data flow); a
+# command missing here is listed after these.
 ORDER = ("datasets", "download", "prepare", "polar", "crop", "mine", "models", "train", "eval",
          "report", "bench", "doctor", "demo")
-app.registered_commands.sort(key=lambda info: ORDER.index(info.name))
+app.registered_commands.sort(
+    key=lambda info: ORDER.index(info.name) if info.name in ORDER else len(ORDER))
 
 
 def main() -> None:
