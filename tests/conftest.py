@@ -72,3 +72,10 @@ def tiny_prepared(tmp_path):
         cv2.imwrite(str(path), np.full((8, 8, 3), 127, np.uint8))
     return write_prepared(tmp_path / "ds", index, positives, dataset="fixture", raw_root=raw,
                           parameters={"note": "test fixture"})
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def both_passes(request, monkeypatch):
+    """Run a search test with the compiled passes and with numpy's (the fallback)."""
+    monkeypatch.setenv("GEOBENCH_SEARCH_PASSES", request.param)
+    return request.param

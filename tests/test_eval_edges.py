@@ -37,7 +37,7 @@ def wide():
     SearchOptions(backend="torch", device="cpu", block_queries=9, block_references=2500),
 ], ids=["auto", "1500-wide", "small-buffer", "torch"])
 @pytest.mark.parametrize("k", [1, 10])
-def test_topk_over_thousands_of_references_equals_brute_force(wide, options, k):
+def test_topk_over_thousands_of_references_equals_brute_force(wide, options, k, both_passes):
     q, r, s, order = wide
     gap = np.take_along_axis(s, order[:, k - 1:k + 1], 1)
     assert np.all(gap[:, 0] - gap[:, 1] > 1e-5)                 # no near-tie at the cut
@@ -60,7 +60,8 @@ def workers(monkeypatch):
 
 
 @pytest.mark.parametrize("k", [1, 10])
-def test_topk_with_query_blocks_side_by_side_equals_brute_force(wide, workers, k):
+def test_topk_with_query_blocks_side_by_side_equals_brute_force(wide, workers, k,
+                                                               both_passes):
     q, r, s, order = wide
     assert workers.search_workers("numpy", 20) == 3
     res = search(q, r, CSR.from_lists([[i] for i in range(20)]), k=k,
@@ -69,7 +70,7 @@ def test_topk_with_query_blocks_side_by_side_equals_brute_force(wide, workers, k
     assert res.ranks.tolist() == [int((s[i] > s[i, i]).sum()) for i in range(20)]
 
 
-def test_topk_keeps_smaller_reference_numbers_among_thousands_of_ties(workers):
+def test_topk_keeps_smaller_reference_numbers_among_thousands_of_ties(workers, both_passes):
     """Every reference scores the same: the K best are the first K, whatever the blocks,
     threads and pruning of the running top-K."""
     q = unit(np.ones((30, 4)))
@@ -80,7 +81,7 @@ def test_topk_keeps_smaller_reference_numbers_among_thousands_of_ties(workers):
         assert res.ranks.tolist() == [0] * 30 and res.tied_nonpositives.tolist() == [2999] * 30
 
 
-def test_topk_when_every_new_reference_beats_the_running_best(workers):
+def test_topk_when_every_new_reference_beats_the_running_best(workers, both_passes):
     """References sorted from worst to best: each block brings more candidates than the
     running top-K holds (its buffer overflows within one tile)."""
     rng = np.random.default_rng(3)

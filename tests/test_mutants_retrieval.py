@@ -369,7 +369,7 @@ def test_search_workers_split_queries(monkeypatch):
     pos = CSR.from_lists([[i % 50] for i in range(600)])
     res = search(q, r, pos, k=40, options=SearchOptions(backend="numpy", memory_bytes=1 << 21))
     assert res.plan == plan_blocks(600, 50, 4, SearchOptions(memory_bytes=1 << 21), "numpy",
-                                   "cpu", res.plan.tolerance, 40, workers=2)
+                                   "cpu", res.plan.tolerance, 40, workers=2, passes="numba")
     assert res.plan.block_queries == expected_plan(600, 50, 4, 1 << 21, 40, 2)[0]
     s = q.astype(np.float64) @ r.astype(np.float64).T
     np.testing.assert_array_equal(res.ranks, (s > s[np.arange(600), np.arange(600) % 50,

@@ -83,6 +83,6 @@ def test_catalog_yaml_syntax_error_names_line(tmp_path):
 def test_cli_import_stays_light():
     """`geobench --help` must stay instant: the CLI module imports no heavy library."""
     code = ("import sys, geobench.cli; heavy = [m for m in ('torch', 'cv2', 'faiss', 'h5py', "
-            "'matplotlib', 'pandas', 'scipy') if m in sys.modules]; print(','.join(heavy))")
+            "'matplotlib', 'pandas', 'scipy', 'numba') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -7,6 +7,8 @@ import pytest
 from geobench.errors import DataError, UsageError
 from geobench.eval.search import CSR, SearchOptions, plan_blocks, search
 
+pytestmark = pytest.mark.usefixtures("both_passes")
+
 
 def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

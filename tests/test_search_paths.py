@@ -10,6 +10,8 @@ import pytest
 from geobench.eval.csr import CSR
 from geobench.eval.search import SearchOptions, search
 
+pytestmark = pytest.mark.usefixtures("both_passes")
+
 
 def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

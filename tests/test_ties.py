@@ -89,7 +89,8 @@ SEARCH = [EvalOptions(), EvalOptions(block_queries=3, block_references=7),
 
 @pytest.mark.parametrize("policy", T.POLICIES)
 @pytest.mark.parametrize("opts", SEARCH, ids=["auto", "small-blocks", "torch"])
-def test_every_policy_matches_the_brute_force_over_orderings(tied_world, policy, opts):
+def test_every_policy_matches_the_brute_force_over_orderings(tied_world, policy, opts,
+                                                             both_passes):
     q, r, rows = tied_world
     ks = (1, 2, 3, 5, 10)
     want_recall, want_ap = brute(q, r, rows, ks, policy)
@@ -104,7 +105,7 @@ def test_every_policy_matches_the_brute_force_over_orderings(tied_world, policy,
     np.testing.assert_allclose(res.per_query["ap"], want_ap, atol=1e-12)
 
 
-def test_tie_counts_do_not_depend_on_the_block_plan(tied_world):
+def test_tie_counts_do_not_depend_on_the_block_plan(tied_world, both_passes):
     q, r, rows = tied_world
     pos = CSR.from_lists(rows)
     runs = [search(q, r, pos, all_positives=True, options=o) for o in (

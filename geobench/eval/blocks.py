@@ -344,8 +344,13 @@ class TorchEngine:
 
 def make_engine(name: str, device: str, query: np.ndarray, reference: np.ndarray,
                 plan: BlockPlan, memory_bytes: int) -> NumpyEngine | TorchEngine:
-    cls = NumpyEngine if name == "numpy" else TorchEngine
-    return cls(query, reference, plan, memory_bytes)
+    if name != "numpy":
+        return TorchEngine(query, reference, plan, memory_bytes)
+    if plan.passes == "numba":
+        from geobench.eval.compiled import CompiledEngine
+
+        return CompiledEngine(query, reference, plan, memory_bytes)
+    return NumpyEngine(query, reference, plan, memory_bytes)
 
 
 class _Ranks:

@@ -25,6 +25,8 @@ class SearchOptions:
     device: str | None = None  # torch device for backend="torch"
     block_queries: int | None = None  # explicit block sizes (tests, benchmarks)
     block_references: int | None = None
+    # CPU passes after each product: auto (numba when installed) | numba | numpy
+    passes: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class BlockPlan:
     backend: str
     device: str
     tolerance: float
+    passes: str = "numpy"  # numba | numpy on the numpy backend; torch on torch
 
 
 def pair_scores(query: np.ndarray, reference: np.ndarray, rows: np.ndarray,
@@ -90,7 +93,7 @@ def _max_norm(x: np.ndarray, what: str, step: int = 8192) -> float:
 
 def plan_blocks(n_query: int, n_reference: int, dim: int, options: SearchOptions,
                 backend: str, device: str, tol: float, k: int = 0,
-                workers: int = 1) -> BlockPlan:
+                workers: int = 1, passes: str = "numpy") -> BlockPlan:
     """Block sizes from the memory budget, shared by `workers` searching side by side
     (each gets its own blocks and at least one query block).
 
@@ -116,7 +119,7 @@ def plan_blocks(n_query: int, n_reference: int, dim: int, options: SearchOptions
     bq = options.block_queries or min(rest // (per * br + row_bytes),
                                       -(-n_query // max(1, workers)))
     bq = max(1, min(bq, n_query))
-    return BlockPlan(int(bq), int(br), backend, device, float(tol))
+    return BlockPlan(int(bq), int(br), backend, device, float(tol), passes)
 
 
 def _resolve_backend(options: SearchOptions) -> tuple[str, str]:

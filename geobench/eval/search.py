@@ -26,6 +26,7 @@ import numpy as np
 
 from geobench.errors import UsageError
 from geobench.eval import blocks, threads
+from geobench.eval.compiled import resolve_passes
 from geobench.eval.csr import CSR
 from geobench.eval.plan import (
     BlockPlan,
@@ -107,7 +108,9 @@ def search(query: np.ndarray, reference: np.ndarray, positives: CSR, *, k: int =
     name, device = _resolve_backend(options)
     tol = tolerance(query, reference)
     workers = threads.search_workers(name, nq)
-    plan = plan_blocks(nq, nr, dim, options, name, device, tol, k, workers=workers)
+    passes = resolve_passes(name, options.passes)
+    plan = plan_blocks(nq, nr, dim, options, name, device, tol, k, workers=workers,
+                       passes=passes)
     above = np.zeros(thresholds.shape, dtype=np.int64)
     tied = np.zeros(thresholds.shape, dtype=np.int64)
     top_i = np.full((nq, k), -1, dtype=np.int64)
