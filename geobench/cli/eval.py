@@ -42,8 +42,14 @@ def eval_cmd(
     search: Annotated[str, typer.Option(
         help="exact, or faiss:FACTORY for an approximate index (e.g. faiss:IVF4096,Flat, "
              "faiss:HNSW32); approximate results are marked as such.")] = "exact",
-    nprobe: Annotated[Optional[int], typer.Option(help="faiss IVF cells to visit.")] = None,
-    ef_search: Annotated[Optional[int], typer.Option(help="faiss HNSW efSearch.")] = None,
+    nprobe: Annotated[Optional[str], typer.Option(
+        help="faiss IVF cells to visit, or auto: the fewest that lose at most --max-loss "
+             "points of R@1 on the exact sample.")] = None,
+    ef_search: Annotated[Optional[str], typer.Option(
+        help="faiss HNSW efSearch, or auto (as --nprobe auto).")] = None,
+    max_loss: Annotated[float, typer.Option(
+        help="With --nprobe/--ef-search auto: points of R@1 the index may lose against "
+             "exact search on the exact sample.")] = 1.0,
     features_dtype: Annotated[str, typer.Option(
         help="RUN mode: store descriptors in features.h5 as float32 or float16 (half the "
              "file).")] = "float32",
@@ -79,7 +85,7 @@ def eval_cmd(
     """Evaluate a run on a prepared split, or a features file, under a named protocol."""
     from dataclasses import replace
 
-    from geobench.eval.approx import parse_search
+    from geobench.eval.approx import check_auto, check_max_loss, parse_param, parse_search
     from geobench.eval.evaluate import EvalOptions, evaluate_features, parse_ks, parse_memory
     from geobench.eval.ties import check_policy
 
@@ -88,8 +94,10 @@ def eval_cmd(
              f"be tens of times slower; the default 2GB is right for most machines")
 
     parse_search(search)  # a bad --search fails before any work
-    approx = dict(search=search, nprobe=nprobe, ef_search=ef_search, exact_sample=exact_sample,
-                  rerank=rerank)
+    approx = dict(search=search, nprobe=parse_param("--nprobe", nprobe),
+                  ef_search=parse_param("--ef-search", ef_search), exact_sample=exact_sample,
+                  max_loss=check_max_loss(max_loss), rerank=rerank)
+    check_auto(approx["nprobe"], approx["ef_search"], exact_sample)
     check_policy(ties)
     from geobench.train.runeval import resolve_device
 

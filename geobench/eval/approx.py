@@ -12,7 +12,7 @@ K and the curve); a positive beyond k counts as a miss. Results made this way ar
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,16 +28,19 @@ PREFIX = "faiss:"
 @dataclass(frozen=True)
 class ApproxOptions:
     factory: str                 # faiss index_factory string
-    nprobe: int | None = None    # IVF cells visited
-    ef_search: int | None = None  # HNSW search breadth
+    nprobe: int | str | None = None    # IVF cells visited, or "auto" (tuned, see `tune`)
+    ef_search: int | str | None = None  # HNSW search breadth, or "auto"
     train_size: int | None = None  # training sample; default from the index and the budget
     device: str | None = None    # "cuda" puts the index on a GPU when faiss has GPU support
     seed: int = 0
+    tuned: tuple[str, ...] = ()  # parameters chosen by `tune` (marked "auto" in the label)
 
     @property
     def label(self) -> str:
-        params = [f"nprobe={self.nprobe}"] if self.nprobe else []
-        params += [f"efSearch={self.ef_search}"] if self.ef_search else []
+        params = []
+        for name, value in (("nprobe", self.nprobe), ("efSearch", self.ef_search)):
+            if value:
+                params.append(f"{name}={value}" + (" auto" if name in self.tuned else ""))
         return PREFIX + self.factory + (f" ({', '.join(params)})" if params else "")
 
 
@@ -111,11 +114,14 @@ def _n_lists(faiss, index) -> int:
         return 1
 
 
-def _set_params(faiss, index, options: ApproxOptions) -> None:
+def _set_params(faiss, index, options: ApproxOptions, only: str | None = None) -> None:
+    """Set the search parameters given (auto ones only check that the index has them)."""
     space = faiss.GpuParameterSpace() if "Gpu" in type(index).__name__ else faiss.ParameterSpace()
     for name, value in (("nprobe", options.nprobe), ("efSearch", options.ef_search)):
-        if value is None:
+        if value is None or (only and name != only):
             continue
+        if value == AUTO:
+            value = _grid_start(name)
         try:
             space.set_index_parameter(index, name, int(value))
         except RuntimeError:
@@ -124,17 +130,86 @@ def _set_params(faiss, index, options: ApproxOptions) -> None:
                              f"{name}); drop it") from None
 
 
+@dataclass
+class ApproxRun:
+    """An approximate search: its result, the options it ran with (auto parameters
+    resolved), the metrics it adds (loss on the exact sample, speed-up, build and tuning
+    seconds, chosen parameters) and notes for the user."""
+
+    result: SearchResult
+    options: ApproxOptions
+    values: dict
+    notes: list[str]
+
+
+def parse_param(flag: str, value) -> int | str | None:
+    """--nprobe / --ef-search: None, a positive integer or auto."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text == AUTO:
+        return AUTO
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise UsageError(f"{flag} {value!r}: use a positive integer or auto (tuned on the exact "
+                     f"sample to --max-loss)")
+
+
+def check_auto(nprobe, ef_search, sample: int) -> bool:
+    """Whether a parameter is auto; auto needs an exact sample to tune on."""
+    auto = [f for f, v in (("--nprobe", nprobe), ("--ef-search", ef_search)) if v == AUTO]
+    if auto and sample <= 0:
+        raise UsageError(f"{auto[0]} auto tunes on the exact sample: set --exact-sample above 0")
+    return bool(auto)
+
+
+def check_max_loss(max_loss: float) -> float:
+    if not 0.0 <= float(max_loss) <= 100.0:
+        raise UsageError(f"--max-loss {max_loss}: use points of R@1 between 0 and 100, e.g. 1")
+    return float(max_loss)
+
+
 def approximate_search(query, reference, positives: CSR, *, k: int, keep: int,
-                       options: ApproxOptions, memory_bytes: int = 2 << 30) -> SearchResult:
-    """The SearchResult of an approximate top-k search (see the module docstring): ranks
-    from the top `k`, the top `keep` (<= k) neighbours stored."""
+                       options: ApproxOptions, memory_bytes: int = 2 << 30,
+                       sample: int = 0, policy: str = "expected",
+                       max_loss: float = 1.0) -> ApproxRun:
+    """Build the index, tune its auto parameters on `sample` exactly searched queries,
+    search (ranks from the top `k`, the top `keep` <= k neighbours stored) and measure
+    the R@1 lost on the sample under the run's tie `policy`."""
+    options = replace(options, nprobe=parse_param("--nprobe", options.nprobe),
+                      ef_search=parse_param("--ef-search", options.ef_search))
+    check_max_loss(max_loss)
+    auto = check_auto(options.nprobe, options.ef_search, sample)
+    start = time.perf_counter()
     index = build_index(reference, options, memory_bytes)
-    return search_index(index, query, reference, positives, k=k, keep=keep,
-                        device=options.device or "cpu", memory_bytes=memory_bytes)
+    values: dict = {"index_build_s": time.perf_counter() - start}
+    exact = exact_sample(query, reference, positives, sample, memory_bytes, policy)
+    notes: list[str] = []
+    if auto:
+        start = time.perf_counter()
+        options, notes = tune(index, query, reference, exact, options, max_loss, memory_bytes)
+        values["tune_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    res = search_index(index, query, reference, positives, k=k, keep=keep,
+                       device=options.device or "cpu", memory_bytes=memory_bytes)
+    values.update(loss_summary(exact, res.ranks, time.perf_counter() - start))
+    for name, value in (("nprobe", options.nprobe), ("ef_search", options.ef_search)):
+        if value is not None:
+            values[name] = int(value)
+    if not auto and values.get("r@1_lost", 0.0) > max_loss and _tunable(index):
+        notes.append(f"the index lost {values['r@1_lost']:.1f} points of R@1 on the exact "
+                     f"sample; --nprobe auto / --ef-search auto tune it to --max-loss")
+    return ApproxRun(res, options, values, notes)
+
+
+def _tunable(index) -> bool:
+    faiss = _faiss()
+    return _n_lists(faiss, index) > 1 or "HNSW" in type(faiss.downcast_index(index)).__name__
 
 
 def search_index(index, query, reference, positives: CSR, *, k: int, keep: int,
-                 device: str = "cpu", memory_bytes: int = 2 << 30) -> SearchResult:
+                 device: str = "cpu", memory_bytes: int = 2 << 30,
+                 progress: str = "faiss search") -> SearchResult:
     """Search a built index in query blocks; ranks from the top `k`, top `keep` stored."""
     nq, dim = query.shape
     nr = reference.shape[0]
@@ -146,14 +221,14 @@ def search_index(index, query, reference, positives: CSR, *, k: int, keep: int,
     ranks = np.empty(nq, dtype=np.int64)
     top_i = np.empty((nq, keep), dtype=np.int64)
     top_s = np.empty((nq, keep), dtype=np.float32)
-    with bar("faiss search", total=-(-nq // bq)) as progress:
+    with bar(progress, total=-(-nq // bq)) as handle:
         for q0 in range(0, nq, bq):
             q1 = min(nq, q0 + bq)
             d, i = index.search(np.ascontiguousarray(query[q0:q1], dtype=np.float32), k)
             found = _first_positive(i, q0, pos)
             ranks[q0:q1] = np.where(found >= 0, found, nr)
             top_s[q0:q1], top_i[q0:q1] = d[:, :keep], i[:, :keep]
-            progress.advance(1)
+            handle.advance(1)
     rows = pos.row_ids()
     scores = pair_scores(query, reference, rows, pos.indices)
     order = np.lexsort((pos.indices, -scores, rows))
@@ -182,25 +257,102 @@ def _first_positive(top_i: np.ndarray, q0: int, positives: CSR) -> np.ndarray:
     return np.where(hit.any(axis=1), hit.argmax(axis=1), -1).astype(np.int64)
 
 
-def recall_lost(query, reference, positives: CSR, approx_ranks: np.ndarray, sample: int,
-                approx_seconds: float, memory_bytes: int, seed: int = 0) -> dict[str, float]:
-    """Exact search on `sample` random queries: R@1 exact and approximate on that sample,
-    the points lost and the approximate search's speed-up per query."""
+AUTO = "auto"
+# candidate values tried in increasing order; the first that loses at most --max-loss wins
+_GRID = {"nprobe": [2 ** i for i in range(17)], "efSearch": [2 ** i for i in range(4, 15)]}
+
+
+@dataclass(frozen=True)
+class ExactSample:
+    """Queries (row numbers, sorted) searched exactly: their R@1 under the run's tie
+    policy, and the exact search's seconds per query."""
+
+    rows: np.ndarray
+    positives: CSR
+    r1: float
+    seconds_per_query: float
+
+
+def exact_sample(query, reference, positives: CSR, sample: int, memory_bytes: int,
+                 policy: str, seed: int = 0) -> ExactSample | None:
+    """Exact search on `sample` random queries (None when sample <= 0)."""
+    from geobench.eval import ties as T
     from geobench.eval.plan import SearchOptions
     from geobench.eval.search import search
 
     nq = query.shape[0]
     n = int(min(sample, nq))
     if n <= 0:
-        return {}
+        return None
     idx = np.sort(np.random.default_rng(seed).choice(nq, size=n, replace=False))
     sub = CSR.from_lists([positives.row(int(i)) for i in idx])
     t = time.perf_counter()
     exact = search(_rows(query, idx), reference, sub, options=SearchOptions(memory_bytes),
                    progress="exact sample")
-    exact_per_query = (time.perf_counter() - t) / n
-    r1_exact = 100.0 * float(np.mean(exact.ranks < 1))
-    r1_approx = 100.0 * float(np.mean(approx_ranks[idx] < 1))
-    return {"exact_sample": n, "r@1_exact_sample": r1_exact, "r@1_approx_sample": r1_approx,
-            "r@1_lost": r1_exact - r1_approx,
-            "speedup": exact_per_query / (approx_seconds / nq) if approx_seconds > 0 else float("nan")}
+    seconds = (time.perf_counter() - t) / n
+    r1 = T.recall_at(exact.ranks, exact.tied_nonpositives, exact.tied_positives, 1, policy,
+                     exact.n_reference)
+    return ExactSample(idx, sub, r1, seconds)
+
+
+def approx_r1(ranks: np.ndarray) -> float:
+    """R@1 of approximate ranks (the index order has decided ties: every policy agrees)."""
+    return 100.0 * float(np.mean(ranks < 1)) if len(ranks) else float("nan")
+
+
+def tune(index, query, reference, sample: ExactSample, options: ApproxOptions,
+         max_loss: float, memory_bytes: int) -> tuple[ApproxOptions, list[str]]:
+    """Options with every `auto` parameter replaced by the smallest grid value whose R@1
+    on the exact sample is within `max_loss` points of exact; notes for the user."""
+    faiss = _faiss()
+    notes: list[str] = []
+    queries = _rows(query, sample.rows)
+    for field, name in (("nprobe", "nprobe"), ("ef_search", "efSearch")):
+        if getattr(options, field) != AUTO:
+            continue
+        grid = _grid(faiss, index, name, reference.shape[0])
+        chosen, loss = grid[-1], float("nan")
+        for value in grid:
+            _set_params(faiss, index, replace(options, **{field: value}), only=name)
+            res = search_index(index, queries, reference, sample.positives, k=1, keep=0,
+                               memory_bytes=memory_bytes, progress=f"tuning {name}")
+            loss = sample.r1 - approx_r1(res.ranks)
+            if loss <= max_loss:
+                chosen = value
+                break
+        else:
+            notes.append(f"{name} auto: no {name} up to {grid[-1]} keeps the R@1 loss within "
+                         f"{max_loss:g} points (lost {loss:.1f} at {grid[-1]}); the index "
+                         f"itself loses recall: use a finer one")
+        options = replace(options, **{field: chosen}, tuned=options.tuned + (name,))
+    _set_params(faiss, index, options)
+    return options, notes
+
+
+def _grid_start(name: str) -> int:
+    return _GRID[name][0]
+
+
+def _grid(faiss, index, name: str, nr: int) -> list[int]:
+    return _grid_values(name, _n_lists(faiss, index) if name == "nprobe" else nr)
+
+
+def _grid_values(name: str, top: int) -> list[int]:
+    """The values tried for `name`, up to `top` (IVF lists; references for efSearch)."""
+    if name == "efSearch":
+        top = max(_GRID[name][0], min(top, _GRID[name][-1]))
+    return [v for v in _GRID[name] if v < top] + [top]
+
+
+def loss_summary(sample: ExactSample | None, approx_ranks: np.ndarray,
+                 search_seconds: float) -> dict[str, float]:
+    """R@1 exact (the run's tie policy) and approximate on the sample, the points lost, and
+    the speed-up of the index search over exact search per query (index build apart)."""
+    if sample is None:
+        return {}
+    nq = len(approx_ranks)
+    r1_approx = approx_r1(approx_ranks[sample.rows])
+    per_query = search_seconds / nq if nq else 0.0
+    return {"exact_sample": len(sample.rows), "r@1_exact_sample": sample.r1,
+            "r@1_approx_sample": r1_approx, "r@1_lost": sample.r1 - r1_approx,
+            "speedup": sample.seconds_per_query / per_query if per_query > 0 else float("nan")}

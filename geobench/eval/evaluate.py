@@ -16,7 +16,7 @@ import numpy as np
 from geobench.errors import UsageError
 from geobench.eval import metrics as M
 from geobench.eval import ties as T
-from geobench.eval.approx import ApproxOptions, approximate_search, parse_search, recall_lost
+from geobench.eval.approx import ApproxOptions, approximate_search, check_max_loss, parse_search
 from geobench.eval.csr import CSR
 from geobench.eval.features import descriptor_bytes, read_features
 from geobench.eval.plan import SearchOptions, pair_scores
@@ -49,9 +49,10 @@ class EvalOptions:
     block_queries: int | None = None
     block_references: int | None = None
     search: str = "exact"            # exact | faiss:FACTORY (approximate, marked as such)
-    nprobe: int | None = None        # faiss IVF cells visited
-    ef_search: int | None = None     # faiss HNSW search breadth
+    nprobe: int | str | None = None  # faiss IVF cells visited, or "auto"
+    ef_search: int | str | None = None  # faiss HNSW search breadth, or "auto"
     exact_sample: int = 1000         # queries also searched exactly to measure the loss
+    max_loss: float = 1.0            # auto parameters: points of R@1 the index may lose
     ties: str = "expected"  # expected | optimistic | pessimistic (geobench.eval.ties)
     # Re-order each query's global top-K by the model's pair score (geobench.eval.rerank);
     # None: the model card's default where a model is evaluated, else off.
@@ -106,6 +107,7 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
     policy = T.check_policy(options.ties)
     if options.save_topk < 0:
         raise UsageError(f"--save-topk must be >= 0, got {options.save_topk}")
+    check_max_loss(options.max_loss)
     ks = tuple(sorted(set(BASE_KS) | set(proto.ks) | set(options.ks)))
     if min(ks) < 1:
         raise UsageError(f"K values must be positive, got {min(ks)}")
@@ -130,8 +132,11 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
                              f"every positive; use --search exact")
         approx = ApproxOptions(factory, options.nprobe, options.ef_search, device=options.device)
         k_rank = max(max(ks), k1, k_search, M.curve_k_max(nr, k1))
-        res = approximate_search(query, reference, positives, k=k_rank, keep=k_search,
-                                 options=approx, memory_bytes=options.memory_bytes)
+        run = approximate_search(query, reference, positives, k=k_rank, keep=k_search,
+                                 options=approx, memory_bytes=options.memory_bytes,
+                                 sample=options.exact_sample, policy=policy,
+                                 max_loss=options.max_loss)
+        res, approx = run.result, run.options
     if rerank_k:
         res = rerank_result(res, query, reference, rerank_k, reranker)  # type: ignore[arg-type]
     ranks, t, p = res.ranks, res.tied_nonpositives, res.tied_positives
@@ -176,8 +181,8 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
     seconds = time.perf_counter() - start
     if factory is not None:
         values["search"] = approx.label  # type: ignore[assignment]
-        values.update(recall_lost(query, reference, positives, ranks, options.exact_sample,
-                                  seconds, options.memory_bytes))
+        values.update(run.values)
+        notes.extend(run.notes)
         notes.append(f"approximate search ({approx.label}): ranks come from the top "
                      f"{min(k_rank, nr)} of the index; positives beyond count as misses")
     if rerank_k:
