@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import textwrap
 import time
 
@@ -240,3 +241,68 @@ def test_search_reports_its_phases():
     res = search(q, r, positives, k=5)
     assert set(res.phases) == {"products", "passes", "rescoring"}
     assert all(v >= 0 for v in res.phases.values())
+
+
+# --------------------------------------------------------------------------- smoke and gate
+
+def test_smoke_measures_each_case_once_after_its_warmup(monkeypatch):
+    calls = []
+    monkeypatch.setenv(bench.SMOKE_ENV, "1")
+    t = bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                          repeat=5, warmup=1)
+    assert t.samples["a"] and len(t.samples["a"]) == len(t.samples["b"]) == 1
+    assert calls == ["a", "b", "a", "b"]  # warm-ups, then one round
+    assert len(bench.time_samples(lambda: None, repeat=7)) == 1
+    monkeypatch.setenv(bench.SMOKE_ENV, "")
+    assert len(bench.time_samples(lambda: None, repeat=7)) == 7
+
+
+def test_gated_pattern_names_exactly_the_cases_with_a_direction():
+    from geobench.bench.check import BaselineRow, gated_pattern
+
+    rows = [BaselineRow(BenchRow.from_dict(make_row("eval", case, "time", 1.0, 1.0, "s", t)), None)
+            for case, t in (("a (x=1)", "<=1.3"), ("b.c", ">="), ("info", ""), ("a (x=1)", ""))]
+    pattern = gated_pattern(rows)
+    assert pattern == r"^a\ \(x=1\)$|^b\.c$"
+    assert [bool(re.search(pattern, c)) for c in ("a (x=1)", "b.c", "bxc", "info")] == [
+        True, True, False, False]
+
+
+SMOKED = """
+from geobench.bench import make_row, selected, smoke
+
+def run(quick):
+    rows = []
+    for case, target in (("gated 1", "<="), ("info 2", "")):
+        if selected(case):
+            rows.append(make_row("{stage}", case, "time", 2.0, 1.0, "s", target,
+                                 smoke=int(smoke()), samples=[2.0, 2.01, 1.99]))
+    return rows
+"""
+
+
+def test_quick_is_a_smoke_run_and_the_gate_measures_only_gated_rows(tmp_path, monkeypatch,
+                                                                      invoke):
+    pkg = tmp_path / "smokedstages"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mine.py").write_text(textwrap.dedent(SMOKED.format(stage="mine")))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    modules = {s: f"smokedstages.{s}" for s in bench.STAGES}
+    import geobench.bench.collect as collect_mod
+
+    monkeypatch.setattr(collect_mod, "STAGE_MODULES", modules)
+    monkeypatch.delenv("GEOBENCH_BENCH_ROWS", raising=False)
+    monkeypatch.delenv(bench.SMOKE_ENV, raising=False)
+    assert invoke("bench", "mine", "--quick", "--out", tmp_path / "base", "-q").exit_code == 0
+    with open(tmp_path / "base" / "bench.csv", newline="") as handle:
+        base = {r["case"]: r["params"] for r in csv.DictReader(handle)}
+    assert base == {"gated 1": "smoke=1", "info 2": "smoke=1"}
+    gate = invoke("bench", "all", "--quick", "--out", tmp_path / "gate", "--check",
+                  tmp_path / "base" / "bench.csv")
+    assert gate.exit_code == 0, gate.output
+    with open(tmp_path / "gate" / "bench.csv", newline="") as handle:
+        measured = {r["case"]: r["params"] for r in csv.DictReader(handle)}
+    assert measured == {"gated 1": "smoke=0"}  # full repetitions, the info case skipped
+    assert _verdicts(tmp_path / "gate" / "bench-check.csv") == {"gated 1": "noisy"}
+    assert "bench: prep" not in gate.stderr  # stages without gated rows are not started

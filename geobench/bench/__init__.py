@@ -29,10 +29,12 @@ from geobench.bench.rows import FIELDS, BenchRow, is_number, make_row, parse_tar
 from geobench.bench.stages import STAGE_ISSUES, STAGE_MODULES, STAGES, selected
 from geobench.bench.threadcount import THREAD_ENV, bench_threads, set_threads, threads
 from geobench.bench.timing import (
+    SMOKE_ENV,
     Timings,
     cpu_clock,
     interleaved,
     planted,
+    smoke,
     time_samples,
     timeit,
 )
@@ -42,5 +44,5 @@ __all__ = [
     "PeakMemory", "parse_target", "is_number", "make_row", "bench_threads", "set_threads",
     "threads", "timeit", "time_samples", "interleaved", "Timings", "cpu_clock", "selected",
     "planted", "current_rss", "peak_rss", "reset_peak_rss", "peak_during", "Peak",
-    "peak_rss_subprocess",
+    "peak_rss_subprocess", "SMOKE_ENV", "smoke",
 ]

@@ -238,6 +238,13 @@ def confirm(first: CheckResult, again: CheckResult) -> CheckResult:
     return CheckResult(first.baseline_path, tuple(lines))
 
 
+def gated_pattern(baseline: list[BaselineRow]) -> str:
+    """A `--rows` regular expression for the cases the gate can fail on: those with a row
+    that has a direction (rows without one are only reported, so are not measured)."""
+    cases = sorted({e.row.case for e in baseline if e.row.direction is not None})
+    return "|".join(f"^{re.escape(case)}$" for case in cases)
+
+
 def rows_pattern(lines: list[CheckLine]) -> str:
     """A `--rows` regular expression that matches exactly these lines' cases."""
     return "|".join(f"^{re.escape(case)}$" for case in sorted({line.case for line in lines}))

@@ -19,6 +19,7 @@ from geobench.bench.child import ChildFailed, run_in_child
 from geobench.bench.rows import BenchRow
 from geobench.bench.stages import STAGE_MODULES, STAGES, stage_rows
 from geobench.bench.threadcount import bench_threads, set_threads
+from geobench.bench.timing import SMOKE_ENV
 from geobench.errors import UnknownNameError
 
 
@@ -33,6 +34,7 @@ class BenchOptions:
     timeout_s: float | None = None  # per stage, isolated mode only
     quiet: bool = False
     rows: str | None = None  # regular expression: measure only cases it matches (--rows)
+    smoke: bool = False  # one round per case (geobench.bench.smoke): --quick without --check
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def machine_meta(options: BenchOptions, n_threads: int) -> dict[str, Any]:
         "cpu_count": os.cpu_count() or 0,
         "threads": n_threads,
         "quick": options.quick,
+        "smoke": options.smoke,
         "stages": ",".join(options.stages),
         "rows": options.rows or "",
         "isolated": options.isolate,
@@ -127,6 +130,18 @@ def _loadavg() -> float:
 
 def collect(options: BenchOptions) -> BenchRun:
     """Run the chosen stages one after the other and return every row, errors included."""
+    previous = os.environ.get(SMOKE_ENV)
+    os.environ[SMOKE_ENV] = "1" if options.smoke else ""  # stage processes inherit it
+    try:
+        return _collect(options)
+    finally:
+        if previous is None:
+            os.environ.pop(SMOKE_ENV, None)
+        else:
+            os.environ[SMOKE_ENV] = previous
+
+
+def _collect(options: BenchOptions) -> BenchRun:
     n_threads = options.threads or bench_threads()
     meta = machine_meta(options, n_threads)
     results = []

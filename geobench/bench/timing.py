@@ -11,10 +11,24 @@ from typing import Any
 
 from geobench.bench.threadcount import bench_threads
 
+SMOKE_ENV = "GEOBENCH_BENCH_SMOKE"
+
+
+def smoke() -> bool:
+    """Whether this is a smoke run (`geobench bench --quick` without `--check`): every
+    case is measured once (one round, the warm-up kept), enough to show that each stage
+    runs and roughly where it stands, not to gate on."""
+    return os.environ.get(SMOKE_ENV, "") == "1"
+
+
+def _rounds(repeat: int) -> int:
+    return 1 if smoke() else max(1, repeat)
+
 
 def time_samples(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1,
                  number: int = 1) -> list[float]:
     """Seconds per call of fn() for each of `repeat` rounds (after `warmup` untimed calls)."""
+    repeat = _rounds(repeat)
     for _ in range(max(0, warmup)):
         fn()
     samples = []
@@ -68,6 +82,7 @@ def interleaved(fns: Mapping[str, Callable[[], Any]], repeat: int = 5, warmup: i
     `clock`: default `cpu_clock()`.
     """
     now = clock or cpu_clock()
+    repeat = _rounds(repeat)
     number = {name: 1 for name in fns}
     for name, fn in fns.items():
         for _ in range(max(0, warmup)):

@@ -19,10 +19,14 @@ from geobench.errors import UsageError
 def bench_cmd(
     stage: Annotated[str, typer.Argument(help="prep | mine | eval | models | train | "
                                          "synthetic | all, or a comma list.")] = "all",
-    quick: Annotated[bool, typer.Option(help="Small sizes (a couple of minutes).")] = False,
+    quick: Annotated[bool, typer.Option(
+        help="Smoke run: small sizes, each case measured once (a few minutes for all "
+             "stages); with --check, the baseline's small sizes and repetitions.")] = False,
     out: Annotated[Path, typer.Option(help="Where bench.csv and bench.h5 go.")] = Path("bench"),
-    check: Annotated[Optional[Path], typer.Option(help="Baseline bench.csv: exit non-zero on a "
-                                                  "ratio regression.")] = None,
+    check: Annotated[Optional[Path], typer.Option(
+        help="Baseline bench.csv: exit non-zero on a ratio regression. Measures only the "
+             "cases the baseline gates (rows with a direction) unless --rows says "
+             "otherwise.")] = None,
     tolerance: Annotated[Optional[str], typer.Option(
         help="Gate factor, in percent of the baseline: a row fails only when worse by more "
              "than this (25 = 25%; a trailing % is accepted) AND beyond its measured noise [default: the "
@@ -37,7 +41,7 @@ def bench_cmd(
     """Measure each stage against its floor on this machine and report ratios."""
     import re
 
-    from geobench.bench.check import collect_checked, read_baseline
+    from geobench.bench.check import collect_checked, gated_pattern, read_baseline
     from geobench.bench.collect import BenchOptions, resolve_stages
     from geobench.bench.output import bench_table, check_table, console, write_bench
 
@@ -56,7 +60,12 @@ def bench_cmd(
         except re.error as exc:
             raise UsageError(f"--rows {rows!r} is not a regular expression ({exc})") from None
     baseline = read_baseline(check) if check is not None else None  # fail before measuring
-    options = BenchOptions(stages=stages, quick=quick, threads=threads, quiet=quiet, rows=rows)
+    if baseline is not None and rows is None and gated_pattern(baseline):
+        rows = gated_pattern(baseline)  # the gate measures what it can fail on
+        gated = {e.row.stage for e in baseline if re.search(rows, e.row.case)}
+        stages = tuple(s for s in stages if s in gated)
+    options = BenchOptions(stages=stages, quick=quick, threads=threads, quiet=quiet, rows=rows,
+                           smoke=quick and baseline is None)
     run, checked = collect_checked(options, baseline, tolerance, str(check))
     paths = write_bench(run, out, checked)
     show = console().print
