@@ -342,17 +342,6 @@ class TorchEngine:
         return np.concatenate(out_r), np.concatenate(out_c)
 
 
-def make_engine(name: str, device: str, query: np.ndarray, reference: np.ndarray,
-                plan: BlockPlan, memory_bytes: int) -> NumpyEngine | TorchEngine:
-    if name != "numpy":
-        return TorchEngine(query, reference, plan, memory_bytes)
-    if plan.passes == "numba":
-        from geobench.eval.compiled import CompiledEngine
-
-        return CompiledEngine(query, reference, plan, memory_bytes)
-    return NumpyEngine(query, reference, plan, memory_bytes)
-
-
 class _Ranks:
     """Per query block: thresholds (canonical positive scores), their ±tol band in
     float32, the counts being accumulated, and exact re-scoring of band members."""

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from geobench.errors import UsageError
-from geobench.eval.blocks import NumpyEngine, TopK
+from geobench.eval.blocks import NumpyEngine, TopK, TorchEngine
 from geobench.eval.plan import BlockPlan
 
 PASSES = ("auto", "numba", "numpy")
@@ -67,3 +67,13 @@ class CompiledEngine(NumpyEngine):
             sel = slots == j
             if sel.any():
                 ranks.resolve(rows[sel], cols[sel], j)
+
+
+def make_engine(name: str, device: str, query: np.ndarray, reference: np.ndarray,
+                plan: BlockPlan, memory_bytes: int) -> NumpyEngine | TorchEngine:
+    """The engine of one search worker: torch, compiled or numpy passes (plan.passes)."""
+    if name != "numpy":
+        return TorchEngine(query, reference, plan, memory_bytes)
+    if plan.passes == "numba":
+        return CompiledEngine(query, reference, plan, memory_bytes)
+    return NumpyEngine(query, reference, plan, memory_bytes)

@@ -26,7 +26,7 @@ import numpy as np
 
 from geobench.errors import UsageError
 from geobench.eval import blocks, threads
-from geobench.eval.compiled import resolve_passes
+from geobench.eval.compiled import make_engine, resolve_passes
 from geobench.eval.csr import CSR
 from geobench.eval.plan import (
     BlockPlan,
@@ -116,7 +116,7 @@ def search(query: np.ndarray, reference: np.ndarray, positives: CSR, *, k: int =
     top_i = np.full((nq, k), -1, dtype=np.int64)
     top_s = np.full((nq, k), -np.inf, dtype=np.float32)
     n_blocks = -(-nq // plan.block_queries) * -(-nr // plan.block_references)
-    engines = [blocks.make_engine(name, device, query, reference, plan,
+    engines = [make_engine(name, device, query, reference, plan,
                                   options.memory_bytes // workers) for _ in range(workers)]
 
     def run(engine, q0: int) -> None:
