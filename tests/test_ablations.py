@@ -216,4 +216,4 @@ def test_variant_names_the_changed_arguments_only():
     assert variant("mcgra", "tiny", {"backbone": "resnet_micro"}) == "mcgra"
     args = full_args("mcgra", "tiny", {"attention": "cbam"})
     assert args["attention"] == "cbam" and args["backbone"] == "resnet_micro"
-    assert args["input_size"] == {"ground": [64, 256], "polar": [64, 256]} and args["polar"] is True
+    assert args["input_size"] == {"ground": [32, 176], "polar": [32, 176]} and args["polar"] is True

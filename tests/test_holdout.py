@@ -80,8 +80,59 @@ def test_training_selects_on_carved_val_and_labels_test(invoke, world, tmp_path)
 
     best = torch.load(run / "best.pt", weights_only=True)["best"]
     assert best["split"] == "val" and best["split_source"] == "carved from train"
+    # the carve's size and how sure the choice is, in config.json, log.csv and the warning
+    n = config["validation"]["n_queries"]
+    assert best["n_queries"] == n and best["selection_reliable"] is False
+    assert config["validation"]["eval_default"] == "last"
+    assert f"has {n} queries, fewer than 200" in res.stderr
+    if len(rows) > 1:
+        lo, hi = float(rows[1]["r@1_vs_best_lo"]), float(rows[1]["r@1_vs_best_hi"])
+        assert lo <= float(rows[1]["r@1_vs_best"]) <= hi
     # asking to select on test is refused in one line before anything runs
     res = invoke("train", name, "--data", world, "--out", tmp_path / "r2", "--set",
                  "eval_split=test", "--quiet")
     assert res.exit_code != 0 and "never selected on the test split" in res.stderr
     assert not (tmp_path / "r2" / "checkpoint.pt").exists()
+
+
+def test_paired_interval_and_top1_hits_by_hand():
+    import numpy as np
+
+    from geobench.train.holdout import paired_interval, top1_hits
+
+    same = np.array([1.0, 0.0, 1.0, 0.0])
+    assert paired_interval(same, same) == (0.0, 0.0, 0.0)
+    assert paired_interval(np.ones(5), np.zeros(5)) == (100.0, 100.0, 100.0)
+    # 60 queries, 3 more hits: +5 points, and an interval that includes 0 (a coin toss)
+    a = np.zeros(60)
+    a[:10] = 1
+    b = np.zeros(60)
+    b[:7] = 1
+    delta, lo, hi = paired_interval(a, b, seed=0)
+    assert delta == pytest.approx(5.0) and lo == 0.0 and hi > delta
+    # 600 queries, 30 more hits and none lost: the interval excludes 0
+    a, b = np.zeros(600), np.zeros(600)
+    a[:130], b[:100] = 1, 1
+    delta, lo, hi = paired_interval(a, b, seed=0)
+    assert delta == pytest.approx(5.0) and 0 < lo < delta < hi
+    with pytest.raises(ValueError):
+        paired_interval(np.ones(3), np.ones(4))
+
+    class R:  # rank 0 with ties: t tied non-positives, p tied positives -> p / (p + t)
+        ranks = np.array([0, 0, 1, 0])
+        tied_nonpositives = np.array([0, 1, 0, 3])
+        tied_positives = np.array([1, 1, 1, 1])
+
+    assert top1_hits(R).tolist() == [1.0, 0.5, 0.0, 0.25]
+    R.tied_nonpositives = None
+    assert top1_hits(R).tolist() == [1.0, 1.0, 0.0, 1.0]
+
+
+def test_small_validation_defaults_eval_to_last():
+    from geobench.train.holdout import MIN_SELECTION_QUERIES, Validation
+
+    small = Validation("val", "carved from train", 0.1, 0, 60, 60).to_json()
+    assert small["selection_reliable"] is False and small["eval_default"] == "last"
+    big = Validation("val", "dataset", n_queries=MIN_SELECTION_QUERIES).to_json()
+    assert big["selection_reliable"] is True and big["eval_default"] == "best"
+    assert Validation("", "none").to_json()["eval_default"] == "last"

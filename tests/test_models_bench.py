@@ -20,7 +20,7 @@ def test_measure_rows_are_well_formed():
     for row in rows:
         assert set(FIELDS) <= set(row) and row["stage"] == "models" and row["unit"] == "img/s"
         assert row["value"] > 0 and row["floor"] > 0 and math.isfinite(row["ratio"])
-        assert row["case"] == "safa tiny (ground 64x256, polar 64x256) b=2 cpu"
+        assert row["case"] == "safa tiny (ground 56x308, polar 56x308) b=2 cpu"
         assert row["target"] == ">="  # tiny rows: direction only; bounds apply at paper size
 
 

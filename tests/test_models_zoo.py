@@ -135,11 +135,11 @@ def test_mcgra_ablations(attention, deformable):
 def test_mcgra_non_polar_variant_and_view_errors():
     model = build_model("mcgra", preset="tiny")
     with pytest.raises(UsageError, match="polar"):
-        model.embed(torch.randn(1, 3, 64, 256), "aerial")
-    with pytest.raises(UsageError, match="64x256"):
-        model.embed(torch.randn(1, 3, 64, 258), "ground")
+        model.embed(torch.randn(1, 3, 32, 176), "aerial")
+    with pytest.raises(UsageError, match="32x176"):
+        model.embed(torch.randn(1, 3, 32, 178), "ground")
     with pytest.raises(UsageError, match=r"\(B, 3, H, W\)"):
-        model.embed(torch.randn(3, 64, 256), "ground")
+        model.embed(torch.randn(3, 32, 176), "ground")
     flat = build_model("mcgra", preset="tiny", polar=False, input_size={"aerial": (64, 64)})
     assert flat.card.reference_view == "aerial" and not flat.card.polar
     assert flat.embed(torch.randn(1, 3, 64, 64), "aerial").shape == (1, 128)

@@ -138,28 +138,31 @@ def test_eval_run_checkpoint_device_and_cheap_checks_first(invoke, world, tmp_pa
         res = invoke("eval", run, "--data", world, "--device", "cuda", "--quiet")
         assert res.exit_code != 0 and "no CUDA device" in res.stderr
     monkeypatch.undo()
-    # default: best.pt; the recorded hash is of the bytes loaded; --checkpoint last / PATH
+    # default: the last checkpoint, since this run's validation carve (a few queries) is too
+    # small to choose best.pt on (config.json says so); the recorded hash is of the bytes
+    # loaded; --checkpoint best / PATH
+    assert json.loads((run / "config.json").read_text())["validation"]["eval_default"] == "last"
     out = run / "eval" / "tinyworld-test"
     res = invoke("eval", run, "--data", world, "--device", "cpu", "--workers", "0",
                  "--batch-size", "4", "--quiet")
     assert res.exit_code == 0, res.output
     stored = read_results(out / "results.h5")
     extra = json.loads(stored.attrs["extra"])
-    assert extra["checkpoint"] == str((run / "best.pt").resolve()) and extra["device"] == "cpu"
+    assert extra["checkpoint"] == str((run / "checkpoint.pt").resolve()) and extra["device"] == "cpu"
     assert stored.attrs["checkpoint_sha256"] == hashlib.sha256(
-        (run / "best.pt").read_bytes()).hexdigest()
-    res = invoke("eval", run, "--data", world, "--checkpoint", "last", "--out", tmp_path / "l",
+        (run / "checkpoint.pt").read_bytes()).hexdigest()
+    res = invoke("eval", run, "--data", world, "--checkpoint", "best", "--out", tmp_path / "l",
                  "--workers", "0", "--quiet")
     assert res.exit_code == 0, res.output
     assert json.loads(read_results(tmp_path / "l" / "results.h5").attrs["extra"])[
-        "checkpoint"] == str((run / "checkpoint.pt").resolve())
+        "checkpoint"] == str((run / "best.pt").resolve())
     # a checkpoint replaced after an evaluation is never scored with the stale features
     stamp = (out / "features.h5").stat().st_mtime_ns
     other = tmp_path / "other"
     assert invoke("train", name, "--data", world, "--out", other, "--epochs", "1", "--seed",
                   "9", "--workers", "0", "--eval-every", "0", "--quiet").exit_code == 0
-    shutil.copy(other / "checkpoint.pt", run / "best.pt")
-    shutil.copy(other / "checkpoint.pt.sha256", run / "best.pt.sha256")  # its checksum too
+    shutil.copy(other / "checkpoint.pt", run / "checkpoint.pt")
+    shutil.copy(other / "checkpoint.pt.sha256", run / "checkpoint.pt.sha256")  # its checksum too
     assert invoke("eval", run, "--data", world, "--workers", "0", "--quiet").exit_code == 0
     assert (out / "features.h5").stat().st_mtime_ns != stamp
     assert read_results(out / "results.h5").attrs["checkpoint_sha256"] == hashlib.sha256(

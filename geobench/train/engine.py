@@ -114,6 +114,16 @@ class _Run:
             self.prepared, self.validation = selection(self.prepared, cfg.train_split,
                                                        cfg.eval_split, cfg.val_fraction,
                                                        cfg.val_seed)
+            if self.validation.split and not self.validation.to_json()["selection_reliable"] \
+                    and ctx.is_main:
+                from geobench.guard import warn
+                from geobench.train.holdout import MIN_SELECTION_QUERIES
+
+                warn(f"validation split {self.validation.split!r} ({self.validation.source}) has "
+                     f"{self.validation.n_queries} queries, fewer than {MIN_SELECTION_QUERIES}: "
+                     f"best.pt is picked on noise-level differences (see r@1_vs_best_lo/hi in "
+                     f"log.csv), so `geobench eval` uses the last checkpoint unless given "
+                     f"--checkpoint best; raise --val-fraction for a reliable choice")
         self.bad = BadImages(cfg.on_bad_image, self.run / BAD_IMAGES_FILE)
         if not cfg.resume and ctx.is_main:
             self.bad.reset()  # a new run starts its own list
@@ -166,6 +176,8 @@ class _Run:
                                pairwise=cfg.pairwise_training,
                                gather=self._gather if ctx.enabled else None)
         self.step, self.log, self.best, self.resumed_from = 0, [], None, 0
+        self.hits: Any = None        # the last validation's per-query top-1 hits (rank 0)
+        self.best_hits: Any = None   # those of best.pt's evaluation
         self.epoch_losses: list[float] = []  # this epoch's step losses (kept across a resume)
         self.good_checkpoint: Path | None = None
         self.saved_step = 0
@@ -220,6 +232,7 @@ class _Run:
                 "dataset_hash": self.prepared.dataset_hash(), "config": cfg.to_json(),
                 "log": list(self.log), "epoch_losses": list(self.epoch_losses),
                 "best": dict(self.best) if self.best else None,
+                "best_hits": None if self.best_hits is None else torch.as_tensor(self.best_hits),
                 "neighbours": (torch.as_tensor(self.sampler.neighbours)
                                if self.sampler.shuffle_neighbours else None),
                 "card": {"query_view": self.card.query_view, "reference_view": self.card.reference_view}}
@@ -253,6 +266,8 @@ class _Run:
         ckpt.set_rng_state(state["rng"])
         self.step = self.resumed_from = self.saved_step = int(state["step"])
         self.log, self.best = list(state["log"]), state["best"]
+        if state.get("best_hits") is not None:
+            self.best_hits = state["best_hits"].cpu().numpy()
         self.epoch_losses = [float(v) for v in state.get("epoch_losses", [])]
         if state.get("neighbours") is not None:  # the similarity table the next batches use
             self.sampler.set_neighbours(state["neighbours"].cpu().numpy(), shuffle=True)
@@ -340,10 +355,15 @@ class _Run:
                   workers=self.cfg.workers, ctx=self.ctx, amp=self.amp, bad=self.bad)
         out: dict[str, Any] = {}
         split = self.validation.split
+        self.hits = None
         if split:
-            details: dict[str, Any] | None = {} if self.tb else None
+            details: dict[str, Any] = {}
             out = {"eval_split": split, **evaluate_model(
                 self.model, self.prepared, split, self.cfg.eval_protocol, details=details, **kw)}
+            if details:  # rank 0: per-query top-1 hits, to say how sure the choice of best.pt is
+                from geobench.train.holdout import top1_hits
+
+                self.hits = top1_hits(details["result"])
             if self.tb and details:
                 self.tb.examples(self.step, details, self.prepared, split)
         if self.cfg.eval_test and usable(self.prepared, "test"):
@@ -423,10 +443,26 @@ class _Run:
             "images_per_s": 2 * self.cfg.batch_size * steps / seconds if seconds else 0.0,
             "data_wait_frac": wait / seconds if seconds else 0.0, "seconds": seconds}
         row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
+        versus = self._versus_best(metrics)
+        row.update(versus)
         self.log.append(row)
         value = metrics.get(PRIMARY)
         if value is None or (self.best is not None and value <= self.best["value"]):
             return False
         self.best = {"metric": PRIMARY, "value": float(value), "step": self.step, "epoch": epoch + 1,
-                     "split": self.validation.split, "split_source": self.validation.source}
+                     "split": self.validation.split, "split_source": self.validation.source,
+                     "n_queries": self.validation.n_queries,
+                     "selection_reliable": self.validation.to_json()["selection_reliable"], **versus}
+        self.best_hits = self.hits
         return True
+
+    def _versus_best(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """This evaluation's R@1 minus the best so far on the same validation queries, with
+        its 95 % paired-bootstrap interval (points): an interval around 0 is a coin toss."""
+        from geobench.train.holdout import paired_interval
+
+        hits, best = getattr(self, "hits", None), self.best_hits
+        if PRIMARY not in metrics or hits is None or best is None or len(hits) != len(best):
+            return {}
+        delta, lo, hi = paired_interval(hits, best, seed=self.step)
+        return {"r@1_vs_best": delta, "r@1_vs_best_lo": lo, "r@1_vs_best_hi": hi}

@@ -29,7 +29,11 @@ class Validation:
     n_queries: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # How far best.pt can be trusted, next to where it comes from (config.json).
+        reliable = selection_reliable(self.n_queries)
+        return {**asdict(self), "min_queries": MIN_SELECTION_QUERIES,
+                "selection_reliable": bool(self.split) and reliable,
+                "eval_default": "best" if self.split and reliable else "last"}
 
 
 def usable(prepared: Any, split: str) -> bool:
@@ -111,3 +115,41 @@ def carve(prepared: Any, train_split: str, fraction: float, seed: int) -> tuple[
     carved = replace(prepared, index=new_index, positives=new_links)
     return carved, Validation(VAL, f"carved from {train_split}", float(fraction), int(seed),
                               len(take), count)
+
+
+# --- how much the choice of best.pt can be trusted ------------------------------------------
+# Below this many validation queries one query moves R@1 by more than half a point and the
+# 95 % interval of a single R@1 near 50 % is wider than +-7 points: best.pt is then picked on
+# noise, so `geobench eval` defaults to the last checkpoint and the run says so.
+MIN_SELECTION_QUERIES = 200
+BOOTSTRAP_SAMPLES = 2000
+
+
+def selection_reliable(n_queries: int) -> bool:
+    return n_queries >= MIN_SELECTION_QUERIES
+
+
+def top1_hits(result: Any) -> np.ndarray:
+    """Per query, the expected top-1 hit (0..1) of an EvalResult under random tie order:
+    rank 0 with t tied non-positives and p tied positives is a hit with chance p / (p + t)."""
+    first = (np.asarray(result.ranks) == 0).astype(np.float64)
+    t, p = result.tied_nonpositives, result.tied_positives
+    if t is None or p is None:
+        return first
+    t, p = np.asarray(t, np.float64), np.asarray(p, np.float64)
+    share = np.divide(p, p + t, out=np.zeros_like(p), where=(p + t) > 0)
+    return first * share
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0,
+                    samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float, float]:
+    """R@1(a) - R@1(b) in points over the same queries, with a 95 % paired-bootstrap interval
+    (queries resampled with replacement, the two checkpoints' hits kept together)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"paired hits of one query set expected, got {a.shape} and {b.shape}")
+    diff = a - b
+    rows = np.random.default_rng(seed).integers(0, len(diff), size=(samples, len(diff)))
+    means = diff[rows].mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return 100.0 * float(diff.mean()), 100.0 * float(lo), 100.0 * float(hi)

@@ -145,11 +145,12 @@ def resolve_device(device: str | None) -> str:
 
 
 def resolve_checkpoint(run: Path, checkpoint: str | None) -> Path:
-    """best (RUN/best.pt), last (RUN/checkpoint.pt) or a path; None: best when it exists."""
+    """best (RUN/best.pt), last (RUN/checkpoint.pt) or a path; None: best when it exists and
+    its validation split was large enough to choose on (config.json validation.eval_default)."""
     from geobench.train.checkpoint import BEST, LAST
 
     if checkpoint is None:
-        checkpoint = "best" if (run / BEST).is_file() else "last"
+        checkpoint = "best" if (run / BEST).is_file() and _selection_default(run) == "best" else "last"
     path = {"last": run / LAST, "best": run / BEST}.get(checkpoint, Path(checkpoint))
     if not path.is_file():
         hint = ("the run has no best.pt (it never evaluated a validation split); use "
@@ -157,6 +158,20 @@ def resolve_checkpoint(run: Path, checkpoint: str | None) -> Path:
                 f"pass --checkpoint best|last or a checkpoint file of {run}")
         raise DataError(f"{path}: checkpoint not found; {hint}")
     return path
+
+
+def _selection_default(run: Path) -> str:
+    """config.json's eval_default; runs written before it was recorded keep best."""
+    import json
+
+    from geobench.train.config import CONFIG_FILE
+
+    try:
+        saved = json.loads((run / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "best"
+    validation = saved.get("validation") if isinstance(saved, dict) else None
+    return str((validation or {}).get("eval_default", "best"))
 
 
 def check_run_dir(run: str | Path) -> Path:
