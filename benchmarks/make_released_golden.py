@@ -4,7 +4,8 @@ Run in a side environment with torch and torchvision (never a geobench dependenc
 git checkouts of the official repositories:
 
     /path/to/side/python benchmarks/make_released_golden.py \
-        --megaloc MEGALOC_CHECKOUT --dinov2 DINOV2_CHECKOUT --salad SALAD_CHECKOUT
+        --megaloc MEGALOC_CHECKOUT --dinov2 DINOV2_CHECKOUT --salad SALAD_CHECKOUT \
+        --boq BOQ_CHECKOUT
 
 Every network is built by its own code, its weights overwritten by
 tests/golden_weights.fill (deterministic by parameter name, so nothing large is stored),
@@ -30,6 +31,8 @@ CASES = {  # name: (seed, n, h, w)
     "dinov2_vits14_reg": (1, 2, 126, 98),
     "dinov2_vits14": (2, 1, 98, 140),
     "dino_salad": (3, 2, 112, 168),
+    "boq_resnet50": (4, 2, 96, 128),
+    "boq_dinov2": (5, 2, 112, 154),
 }
 
 
@@ -115,16 +118,63 @@ def salad(checkout: Path, dinov2_checkout: Path) -> dict[str, np.ndarray]:
     return {"dino_salad": out, "dino_salad.keys": keys}
 
 
+def _keys(model) -> np.ndarray:
+    return np.array([f"{k}:{'x'.join(map(str, v.shape))}" for k, v in model.state_dict().items()])
+
+
+def boq(checkout: Path, dinov2_checkout: Path) -> dict[str, np.ndarray]:
+    """amaralibey/Bag-of-Queries hubconf's VPRModel with its BoQ and backbones (random
+    torchvision ResNet-50; the hub's dinov2_vitb14 from the local dinov2 checkout)."""
+    import torch
+
+    sys.path.insert(0, str(dinov2_checkout))
+    from dinov2.hub.backbones import dinov2_vitb14
+
+    sys.path.insert(0, str(checkout / "src"))
+    import backbones as boq_backbones
+    from boq import BoQ
+
+    sys.path.insert(0, str(checkout))
+    import hubconf
+
+    out = {}
+    resnet = boq_backbones.ResNet("resnet50", pretrained=False, crop_last_block=True)
+    model = hubconf.VPRModel(resnet, BoQ(resnet.out_channels, 512, 64, 2, 16384 // 512))
+    out["boq_resnet50.keys"] = _keys(model)
+    _load(model)
+    seed, n, h, w = CASES["boq_resnet50"]
+    with torch.no_grad():
+        out["boq_resnet50"] = model(torch.from_numpy(images(seed, n, h, w)))[0].numpy()
+
+    hub_load = torch.hub.load
+    torch.hub.load = lambda repo, name, *a, **k: dinov2_vitb14(pretrained=False)
+    try:
+        dino = boq_backbones.DinoV2()
+    finally:
+        torch.hub.load = hub_load
+    model = hubconf.VPRModel(dino, BoQ(dino.out_channels, 384, 64, 2, 12288 // 384))
+    out["boq_dinov2.keys"] = _keys(model)
+    dino.dino.blocks = dino.dino.blocks[:3]  # 3 of 12 blocks: a test-sized network
+    dino.unfreeze_n_blocks = 1
+    _load(model)
+    seed, n, h, w = CASES["boq_dinov2"]
+    with torch.no_grad():
+        out["boq_dinov2"] = model(torch.from_numpy(images(seed, n, h, w)))[0].numpy()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--megaloc", type=Path, required=True)
     ap.add_argument("--dinov2", type=Path, required=True)
     ap.add_argument("--salad", type=Path, required=True)
+    ap.add_argument("--boq", type=Path, required=True)
     args = ap.parse_args()
     import torch
 
     torch.manual_seed(0)
-    arrays = {**megaloc(args.megaloc), **dinov2(args.dinov2), **salad(args.salad, args.dinov2)}
+    arrays = {**megaloc(args.megaloc), **dinov2(args.dinov2), **salad(args.salad, args.dinov2),
+              **boq(args.boq, args.dinov2)}
     arrays["versions.torch"] = np.array(torch.__version__)
     np.savez_compressed(OUT, **arrays)
     print(f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KB): {sorted(arrays)}")

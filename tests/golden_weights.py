@@ -18,7 +18,10 @@ def fill(name: str, shape: tuple[int, ...]) -> np.ndarray:
     leaf = name.rsplit(".", 1)[-1]
     if leaf == "gamma":  # layer scale: small, as after training
         values = 0.1 + 0.02 * values
-    elif len(shape) == 1 and leaf == "weight" and "norm" in name:
+    elif leaf == "running_var":  # batch-norm variances must be positive
+        values = 1.0 + 0.1 * np.abs(values)
+    elif len(shape) == 1 and leaf == "weight" and ("norm" in name or ".bn" in name
+                                                   or name.startswith("bn")):
         values = 1.0 + 0.1 * values
     elif name.endswith("dust_bin"):
         values = 1.0 + 0.1 * values

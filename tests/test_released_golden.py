@@ -16,7 +16,7 @@ import torch
 from geobench.errors import UsageError
 from geobench.models import build_model
 from geobench.models.backbones.dinov2 import VITS14, DinoV2
-from tests.golden_weights import fill_state, images
+from tests.golden_weights import fill, fill_state, images
 
 GOLDEN = np.load(Path(__file__).parent / "fixtures" / "released_golden.npz")
 
@@ -100,4 +100,52 @@ def test_dino_salad_equals_the_official_model():
         got = model.embed(torch.from_numpy(images(3, 2, 112, 168)), "street").numpy()
     want = GOLDEN["dino_salad"]
     assert got.shape == want.shape == (2, 8448)
+    assert np.abs(got - want).max() < 2e-6
+
+
+def _official_file(tmp_path, name: str, keep_blocks: int | None = None) -> Path:
+    """A released-layout weight file with the golden values, named as the official code names."""
+    state = {}
+    for entry in GOLDEN[f"{name}.keys"].tolist():
+        key, shape = entry.split(":")
+        dims = tuple(int(d) for d in shape.split("x")) if shape else ()
+        if keep_blocks is not None and ".blocks." in key and int(key.split(".blocks.")[1].split(".")[0]) >= keep_blocks:
+            continue
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0)
+        else:
+            state[key] = torch.from_numpy(fill(key, dims))
+    path = tmp_path / f"{name}.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_boq_resnet50_release_loads_by_name_and_equals_the_official_model(tmp_path):
+    with torch.device("meta"):
+        full = build_model("boq_resnet50")
+    from geobench.models.boq import boq_resnet_state
+    want_keys = {k.split(":")[0] for k in GOLDEN["boq_resnet50.keys"].tolist()}
+    assert set(boq_resnet_state(dict.fromkeys(want_keys))[0]) == set(full.state_dict())
+    path = _official_file(tmp_path, "boq_resnet50")
+    model = build_model("boq_resnet50", input_size={"street": (96, 128)}, weights=path).eval()
+    assert model.weights_reports[0].naming == "boq" and not model.weights_reports[0].unexpected
+    with torch.no_grad():
+        got = model.embed(torch.from_numpy(images(4, 2, 96, 128)), "street").numpy()
+    want = GOLDEN["boq_resnet50"]
+    assert got.shape == want.shape == (2, 16384)
+    assert np.abs(got - want).max() < 2e-6
+
+
+def test_boq_dinov2_release_loads_key_for_key_and_equals_the_official_model(tmp_path):
+    with torch.device("meta"):
+        full = build_model("boq_dinov2")
+    got = [f"{k}:{'x'.join(map(str, v.shape))}" for k, v in full.state_dict().items()]
+    assert sorted(got) == sorted(GOLDEN["boq_dinov2.keys"].tolist())
+    path = _official_file(tmp_path, "boq_dinov2", keep_blocks=3)
+    model = build_model("boq_dinov2", input_size={"street": (112, 154)}, dims=(768, 3, 12),
+                        trainable_blocks=1, weights=path).eval()
+    with torch.no_grad():
+        got = model.embed(torch.from_numpy(images(5, 2, 112, 154)), "street").numpy()
+    want = GOLDEN["boq_dinov2"]
+    assert got.shape == want.shape == (2, 12288)
     assert np.abs(got - want).max() < 2e-6

@@ -12,6 +12,8 @@
     `head.norm`, plus the InfoNCE `logit_scale`, which geobench keeps in the loss);
   - `mixvpr`: amaralibey/MixVPR `VPRModel` (`backbone.model.*` = torchvision ResNet-50
     without layer4/fc, `aggregator.*` = MixVPR);
+  - `boq`: amaralibey/Bag-of-Queries ResNet-50 `VPRModel` (`backbone.net.N` = conv1, bn1,
+    relu, maxpool, layer1..3 as a sequence; `aggregator.*` = BoQ);
 * anything else is a backbone file (torchvision / timm / official names), loaded into
   every backbone of the model (geobench.models.weights).
 Key-mapping failures name the first unmatched keys (see `apply_state`).
@@ -72,8 +74,15 @@ class Layout:
     convert: Callable[[dict[str, Tensor]], tuple[dict[str, Tensor], tuple[str, ...]]]
 
 
+def _boq_resnet(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[str, ...]]:
+    from geobench.models.boq import boq_resnet_state
+
+    return boq_resnet_state(state)
+
+
 LAYOUTS = (
     Layout("lrfr", ("lrfr",), "model.backbone.backbone.", _lrfr),
+    Layout("boq", ("boq_resnet50",), "backbone.net.0.", _boq_resnet),
     Layout("sample4geo", ("convnext_gap",), "model.stem.", _sample4geo),
     Layout("mixvpr", ("mixvpr",), "backbone.model.conv1.", _mixvpr),
 )
@@ -110,9 +119,12 @@ def released_state(model: nn.Module, state: dict[str, Tensor], path: str | Path
         return None
     name = getattr(model, "model_name", type(model).__name__)
     towers = getattr(model, "towers", None)
-    if name not in layout.models or towers is None:
+    if name not in layout.models:
         raise DataError(f"{path}: a released {layout.name} checkpoint, which loads into "
                         f"{', '.join(layout.models)}, not {name}; train or evaluate that model")
+    if towers is None:  # one network: the file is the whole model
+        converted, skipped = layout.convert(state)
+        return converted, layout.name, skipped
     tower_state, skipped = layout.convert(state)
     full: dict[str, Tensor] = {}
     for tower in towers:  # a one-network checkpoint fills every tower

@@ -166,13 +166,15 @@ class DinoV2(Backbone):
             t = torch.cat((t[:, :1], self.register_tokens.expand(len(t), -1, -1), t[:, 1:]), dim=1)
         return t
 
-    def tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(class token (B, C), patch map (B, C, H/p, W/p)), both after the final norm."""
+    def tokens(self, x: Tensor, norm: bool = True) -> tuple[Tensor, Tensor]:
+        """(class token (B, C), patch map (B, C, H/p, W/p)), after the final norm unless
+        `norm=False` (BoQ aggregates the last block's output as it is)."""
         h, w = x.shape[-2] // self.patch, x.shape[-1] // self.patch
         t = self.embed_tokens(x)
         for block in self.blocks:
             t = block(t)
-        t = self.norm(t)
+        if norm:
+            t = self.norm(t)
         patches = t[:, 1 + self.num_registers:]
         return t[:, 0], patches.transpose(1, 2).reshape(len(t), -1, h, w)
 
