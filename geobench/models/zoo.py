@@ -30,7 +30,15 @@ Size = tuple[int, int]
 
 # Measured on the synthetic world (benchmarks/CALIBRATION.md): at 32x128 inputs and batch 8 /
 # lr 1e-4 the tiny models barely moved in minutes; 64x256 panoramas with batch 32 / lr 1e-3 learn.
-TINY_RECIPE = {"batch_size": 32, "epochs": 8, "lr": 1e-3, "amp": False, "schedule": {"name": "constant"}}
+TINY_RECIPE = {"batch_size": 32, "epochs": 8, "lr": 1e-3, "amp": False, "schedule": {"name": "constant"},
+               # the data pipeline the tiny recipes were calibrated with: joint flip only, no
+               # photometric augmentation, GPS groups of batch / 4 (the paper cards set theirs)
+               "hflip_p": 0.5, "rotate_p": 0.0, "augment": {}, "gps_neighbours": 0,
+               "similarity_range": 0}
+# Sample4Geo's transforms.py (albumentations): JPEG q 90-100 p 0.5, ColorJitter 0.15 p 0.5,
+# AdvancedBlur | Sharpen p 0.3, GridDropout (ground 0.5, satellite 0.4) | CoarseDropout p 0.3.
+SAMPLE4GEO_AUGMENT = {"jpeg_p": 0.5, "color_jitter_p": 0.5, "color_jitter": 0.15, "blur_sharpen_p": 0.3,
+                      "dropout_p": 0.3, "grid_ratio_query": 0.5, "grid_ratio_reference": 0.4}
 # Tiny sizes keep each paper card's geometry (tests/test_learns.py compares the ratios): the
 # panorama's aspect and every width ratio between the two views; only the scale shrinks.
 TINY_PANO = (56, 308)      # half of CVUSA's 112x616 (SAFA, MC_GRA): ground and polar aerial
@@ -161,9 +169,10 @@ MIXVPR_CARD = ModelCard(
         "schedule": {"name": "multistep", "milestones": [5, 10, 15, 25, 45], "gamma": 0.3},
         "warmup_steps": 650, "warmup_from": "step", "batch_size": 240, "images_per_place": 4,
         "epochs": 80, "amp": True,
-        "places": "utm_cell",
+        "places": "utm_cell", "hflip_p": 0.0, "augment": {"randaugment_ops": 3, "randaugment_magnitude": 9},
         "provenance": "[R] amaralibey/MixVPR: GSV-Cities 120 places x 4 images (batch_size counts "
-        "pairs: 240 pairs = 480 images), places shuffled within their city, 320x320; on datasets "
+        "pairs: 240 pairs = 480 images), places shuffled within their city, 320x320, "
+        "RandAugment(num_ops=3) and no flip; on datasets "
         "without GSV-Cities place ids a place is a CosPlace-style 10 m UTM cell, places of a batch "
         "more than 25 m apart",
     },
@@ -275,8 +284,14 @@ CONVNEXT_GAP_CARD = ModelCard(
         "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01,
         "schedule": {"name": "cosine"}, "warmup_epochs": 1, "batch_size": 128, "epochs": 40,
         "amp": True, "grad_clip": 100.0, "sampling": "gps+similarity",
+        "gps_neighbours": 64, "similarity_range": 128,
+        "hflip_p": 0.5, "rotate_p": 0.75, "augment": SAMPLE4GEO_AUGMENT,
         "provenance": "[R] Skyy93/Sample4Geo CVUSA/CVACT config (VIGOR ground 384x768, U-1652 384x384 "
-        "and 1 epoch, warm-up 0.1)",
+        "and 1 epoch, warm-up 0.1): neighbour_select 64 / neighbour_range 128 (gps_neighbours / "
+        "similarity_range: the 32 nearest or most similar and 32 of the next 96 at random join each "
+        "anchor's batch), prob_flip 0.5 (ground and aerial together), prob_rotate 0.75 (aerial quarter "
+        "turn, panorama rolled with it), transforms.py's photometric pipeline (augment); places: the "
+        "dataset's item ids (one pair per id in a batch)",
     },
     presets={"tiny": {
         "kwargs": {"backbone": "convnext_micro"},
@@ -309,7 +324,11 @@ LRFR_CARD = ModelCard(
         "optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.01,
         "schedule": {"name": "linear", "stretch": 1.05}, "warmup_epochs": 0,
         "batch_size": 32, "epochs": 40, "amp": True, "grad_clip": 100.0, "seed": 1,
-        "provenance": "[R] WenjianGan/LRFR train_university.py (University-1652)",
+        "hflip_p": 0.5, "rotate_p": 0.75, "augment": {**SAMPLE4GEO_AUGMENT, "grid_ratio_query": 0.4},
+        "provenance": "[R] WenjianGan/LRFR train_university.py (University-1652): prob_flip 0.5 (drone "
+        "and satellite together), the satellite turned by RandomRotate90 (k uniform in 0-3: rotate_p "
+        "0.75, the drone view alone), datasets/university.py's photometric pipeline (GridDropout 0.4 "
+        "on both views); places: the building ids (one pair per building in a batch)",
     },
     presets={"tiny": {
         "kwargs": {"backbone": "convnext_micro", "gsra_groups": 4, "clusters": 8, "cluster_dim": 8, "salad_hidden": 64},

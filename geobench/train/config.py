@@ -100,6 +100,7 @@ class TrainConfig:
     miner_args: dict[str, Any] = field(default_factory=dict)
     hflip_p: float = 0.5
     rotate_p: float = 0.0
+    augment: dict[str, Any] = field(default_factory=dict)  # photometric keys, augment_options.py
     checkpoint_every: int = 0
     tensorboard: bool = False
     on_bad_image: str = "fail"
@@ -219,7 +220,7 @@ def _coerce(name: str, value: Any, where: str) -> Any:
     try:
         if name == "milestones":
             return tuple(float(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
-        if name in ("model_args", "loss_args", "miner_args"):
+        if name in ("model_args", "loss_args", "miner_args", "augment"):
             if not isinstance(value, Mapping):
                 raise TypeError
             return dict(value)
@@ -270,7 +271,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("hflip_p", "rotate_p"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise bad(name, "must be a probability in [0, 1]")
+    from geobench.train.augment_options import resolve_augment
     from geobench.train.places import DEFINITIONS
+
+    resolve_augment(cfg.augment, f"training option augment (from {cfg.sources.get('augment', 'defaults')})")
 
     if cfg.places not in DEFINITIONS:
         raise bad("places", f"is not one of {' | '.join(DEFINITIONS)}")
@@ -389,7 +393,7 @@ def resolve_config(model: str, data: str | Path, out: str | Path, *, preset: str
         for name, value in normal.items():
             if name in _REQUIRED:
                 continue
-            if name in ("model_args", "loss_args", "miner_args") and isinstance(value, Mapping):
+            if name in ("model_args", "loss_args", "miner_args", "augment") and isinstance(value, Mapping):
                 value = deep_merge(values.get(name, {}), value)
             values[name] = _coerce(name, value, where)
             sources[name] = label

@@ -180,13 +180,19 @@ class PairDataset:
 
     Each pair's random augmentation comes from its own seed (chosen by the sampler from
     the run seed, epoch and pair), so results do not depend on worker count or on where
-    a resumed run restarts.
+    a resumed run restarts, and no two workers share a random state. `augment`: the
+    photometric options (augment_options.py), applied to each image after the pair's
+    joint flip and quarter turns.
     """
 
     def __init__(self, pairs: PairSet, card: Any, hflip_p: float = 0.0, rotate_p: float = 0.0,
-                 bad: BadImages | None = None) -> None:
+                 bad: BadImages | None = None, augment: dict[str, Any] | None = None) -> None:
+        from geobench.train.augment_options import active, resolve_augment
+
         self.pairs, self.card = pairs, card
         self.hflip_p, self.rotate_p = hflip_p, rotate_p
+        self.augment = resolve_augment(augment)
+        self.photometric = active(self.augment)
         self.bad = bad or BadImages()
         self.qsize = card_size(card, pairs.query.model_view)
         self.rsize = card_size(card, pairs.reference.model_view)
@@ -208,9 +214,16 @@ class PairDataset:
                         f"{self.bad.log}); check the dataset with `geobench doctor`")
 
     def _load(self, i: int, seed: int):
+        from geobench.train.photometric import before_resize, photometric
+
         p = self.pairs
-        q = resize(read_image(p.query_paths[i], self.qsize), self.qsize)
+        # One stream per image, from the pair's seed (not from the pair augmentation's).
+        rq, rr = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
+        q = read_image(p.query_paths[i], self.qsize)
         r = read_image(p.reference_paths[i], decode_need(p.reference, self.rsize))
+        if self.photometric:
+            q, r = before_resize(q, self.augment, rq), before_resize(r, self.augment, rr)
+        q = resize(q, self.qsize)
         aug = PairAugment.draw(seed, self.hflip_p, self.rotate_p)
         # Polar on the fly: augment the aerial first so the transform sees the turned scene.
         rview = p.reference.index_view
@@ -220,6 +233,8 @@ class PairDataset:
         r = to_model_view(r, p.reference, self.rsize, p.reference_paths[i])
         if r.shape[:2] != self.rsize:  # a non-square aerial turned by 90 degrees
             r = resize(r, self.rsize)
+        if self.photometric:
+            q, r = photometric(q, self.augment, "query", rq), photometric(r, self.augment, "reference", rr)
         mean, std = self.card.mean, self.card.std
         return normalise(q, mean, std), normalise(r, mean, std)
 

@@ -142,7 +142,7 @@ class _Run:
         self.device = torch.device(ctx.device)
         fork_safe_opencv(cfg.workers)
         self.loss_fn = build_loss(cfg.loss, **loss_options(cfg)).to(torch.device(ctx.device))
-        dataset = PairDataset(pairs, card, cfg.hflip_p, cfg.rotate_p, self.bad)
+        dataset = PairDataset(pairs, card, cfg.hflip_p, cfg.rotate_p, self.bad, cfg.augment)
         if getattr(self.loss_fn, "takes_labels", False):  # place ids reach the loss
             dataset = LabelledPairs(dataset, pairs.location)
         self.loader = torch.utils.data.DataLoader(
