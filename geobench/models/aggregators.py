@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geobench.errors import UsageError
+from geobench.models.base import full_precision
 
 
 def check_feature_size(module: nn.Module, x: torch.Tensor, in_h: int, in_w: int) -> None:
@@ -145,8 +146,8 @@ class SALAD(nn.Module):
 
     def forward(self, x: torch.Tensor, token: torch.Tensor | None = None) -> torch.Tensor:
         f = self.cluster_features(x).flatten(2)  # (B, l, n)
-        # Sinkhorn in float32: exp/logsumexp in half precision lose the marginals.
-        p = self.transport(self.score(x).flatten(2).float()).to(f.dtype)  # (B, m, n)
+        # Sinkhorn in float32 (or 64): exp/logsumexp in half precision lose the marginals.
+        p = self.transport(full_precision(self.score(x).flatten(2))).to(f.dtype)  # (B, m, n)
         v = F.normalize(torch.einsum("bln,bkn->blk", f, p), dim=1).flatten(1)
         if self.use_token:
             if token is None:

@@ -16,6 +16,12 @@ from geobench.errors import UsageError
 from geobench.models.registry import ModelCard
 
 GROUND_VIEWS = ("ground", "street", "perspective", "drone")
+
+
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """Half precision (AMP) promoted to float32; float32 and float64 kept as they are
+    (the golden training tests run whole steps in float64)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 OVERHEAD_VIEWS = ("aerial", "polar")
 
 
@@ -87,7 +93,7 @@ class GeoModel(nn.Module):
     def embed(self, images: torch.Tensor, view: str) -> torch.Tensor:
         """L2-normalised float32 descriptors (B, D) of a batch of one view (also under AMP)."""
         self.check_input_size(images, view)
-        return F.normalize(self.encode(images, self.branch(view)).float(), dim=-1)
+        return F.normalize(full_precision(self.encode(images, self.branch(view))), dim=-1)
 
     def forward(self, query_images: torch.Tensor, reference_images: torch.Tensor,
                 matrix: bool = False) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from geobench.errors import UsageError
@@ -18,7 +19,7 @@ from geobench.models.backbones.convnext import BASE as CONVNEXT_B
 from geobench.models.backbones.convnext import TINY as CONVNEXT_T
 from geobench.models.backbones.lsknet import LSKNET_S, LSKNET_T
 from geobench.models.backbones.vgg import VGG16_BLOCKS
-from geobench.models.base import GeoModel
+from geobench.models.base import GeoModel, full_precision
 from geobench.models.registry import ModelCard
 
 # "*_micro" are CPU-sized stand-ins of the same architecture for the `tiny` presets.
@@ -91,13 +92,27 @@ class Tower(nn.Module):
 class TowerModel(GeoModel):
     """One shared tower (`towers['shared']`) or one per branch (`towers['query'|'reference']`)."""
 
-    def __init__(self, card: ModelCard, towers: dict[str, Tower], fixed_size: bool) -> None:
+    def __init__(self, card: ModelCard, towers: dict[str, Tower], fixed_size: bool,
+                 joint_batch: bool = False) -> None:
         super().__init__(card)
         if set(towers) not in ({"shared"}, {"query", "reference"}):
             raise ValueError("towers must be {'shared'} or {'query', 'reference'}")
         self.towers = nn.ModuleDict(towers)
         self.fixed_size = fixed_size
         self.view_agnostic = "shared" in towers and not fixed_size
+        # One pass over query and reference images together, so BatchNorm's batch
+        # statistics cover the whole batch (MixVPR's places x images forward).
+        self.joint_batch = joint_batch and "shared" in towers
+
+    def forward(self, query_images: torch.Tensor, reference_images: torch.Tensor,
+                matrix: bool = False) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+        if not self.joint_batch or matrix or query_images.shape[1:] != reference_images.shape[1:]:
+            return super().forward(query_images, reference_images, matrix)
+        self.check_input_size(query_images, self.card.query_view)
+        self.check_input_size(reference_images, self.card.reference_view)
+        both = self.towers["shared"](torch.cat([query_images, reference_images]))
+        both = F.normalize(full_precision(both), dim=-1)
+        return both[: len(query_images)], both[len(query_images):]
 
     def tower(self, branch: str) -> Tower:
         return self.towers["shared"] if "shared" in self.towers else self.towers[branch]  # type: ignore[return-value]

@@ -212,7 +212,7 @@ def mixvpr(
         return Tower(bb, None, MixVPR(c, h, w, mixvpr_dim, mix_depth, 1.0, out_rows))
 
     card = _card(MIXVPR_CARD, sizes, mixvpr_dim * out_rows)
-    return TowerModel(card, build_towers(True, sizes, make), fixed_size=True)
+    return TowerModel(card, build_towers(True, sizes, make), fixed_size=True, joint_batch=True)
 
 
 # --- safa ------------------------------------------------------------------------------

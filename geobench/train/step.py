@@ -72,19 +72,21 @@ def clip(params: Sequence[Any], limit: float | None, mode: str) -> None:
 def _loss(parts: StepParts, q_img: Any, r_img: Any, labels: Any) -> Any:
     import torch
 
+    from geobench.models.base import full_precision
+
     dev = parts.device.type if isinstance(parts.device, torch.device) else str(parts.device).split(":")[0]
     if parts.pairwise:
         # Pair scores need both images of a pair on one rank, so under DDP each rank's
         # negatives are its own batch (the descriptor path gathers all ranks instead).
         with torch.autocast(dev, dtype=torch.float16, enabled=parts.amp):
             sim = parts.net(q_img, r_img, matrix=True)
-        return parts.loss_fn.from_similarity(sim.float())
+        return parts.loss_fn.from_similarity(full_precision(sim))
     with torch.autocast(dev, dtype=torch.float16, enabled=parts.amp):
         q, r = parts.net(q_img, r_img)
     if parts.gather is not None:
         q, r, labels = parts.gather(q, r, labels)
     extra = {} if labels is None else {"labels": labels.to(parts.device)}
-    return parts.loss_fn(q.float(), r.float(), **extra)
+    return parts.loss_fn(full_precision(q), full_precision(r), **extra)
 
 
 def train_step(parts: StepParts, batch: Sequence[Any], *, record_grads: bool = False) -> StepOutput:
@@ -119,5 +121,7 @@ def train_step(parts: StepParts, batch: Sequence[Any], *, record_grads: bool = F
 
 
 def _grad_norms(named: Sequence[tuple[str, Any]]) -> dict[str, float]:
-    return {n: (float(p.grad.detach().float().norm()) if p.grad is not None else 0.0)
+    from geobench.models.base import full_precision
+
+    return {n: (float(full_precision(p.grad.detach()).norm()) if p.grad is not None else 0.0)
             for n, p in named}
