@@ -112,8 +112,13 @@ def _recipe(size: int, provenance: str) -> dict:
     return {
         "loss": "multi_similarity", "loss_args": {"alpha": 1.0, "beta": 50.0, "base": 0.0},
         "miner": {"name": "multi_similarity", "epsilon": 0.1},
-        "batch_size": 160, "images_per_place": 4, "amp": True,
-        "provenance": f"{provenance}; trained at {size}x{size} (pass input_size to train so)",
+        # 160 places x 4 images, as BoQ's GSV-Cities training: batch_size counts (query,
+        # reference) pairs, two images each, so 320 pairs.
+        "batch_size": 320, "images_per_place": 4, "amp": True, "places": "utm_cell",
+        "hflip_p": 0.0, "augment": {"randaugment_ops": 3, "randaugment_magnitude": 15},
+        "provenance": f"{provenance}; 160 places x 4 images per batch (train.py's default: 128), "
+        f"RandAugment(num_ops=3, magnitude=15) and no flip (src/dataloaders/datamodule.py); trained "
+        f"at {size}x{size} (pass input_size to train so)",
     }
 
 

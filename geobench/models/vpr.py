@@ -152,7 +152,8 @@ DINO_SALAD_CARD = ModelCard(
     recipe={
         "loss": "multi_similarity", "loss_args": {"alpha": 1.0, "beta": 50.0, "base": 0.0},
         "miner": {"name": "multi_similarity", "epsilon": 0.1},
-        "optimizer": "adamw", "lr": 6e-5, "weight_decay": 9.5e-9, "batch_size": 60,
+        # 60 places x 4 images: batch_size counts (query, reference) pairs, two images each
+        "optimizer": "adamw", "lr": 6e-5, "weight_decay": 9.5e-9, "batch_size": 120,
         "images_per_place": 4, "epochs": 4, "amp": True,
         "schedule": {"name": "linear", "stretch": 1.25},
         "provenance": "[R] serizba/salad main.py: GSV-Cities 60 places x 4 images at 224x224, "
