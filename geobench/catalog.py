@@ -47,6 +47,7 @@ class DatasetSpec:
     image_sizes: dict[str, tuple[int, int]]
     counts: dict[str, int]
     files: tuple[FileSpec, ...]
+    training_places: str = ""   # optional: what a training place is (geobench/train/places.py)
 
     @property
     def gated(self) -> bool:
@@ -60,7 +61,8 @@ class DatasetSpec:
                 ("citation", self.citation), ("homepage", self.homepage),
                 ("access", f"{self.access_kind}: {self.access_how}"),
                 ("layout", self.layout.rstrip()), ("default protocol", self.default_protocol),
-                ("native sizes (HxW)", sizes), ("counts", counts or "-"), ("files", files)]
+                ("native sizes (HxW)", sizes), ("counts", counts or "-"), ("files", files),
+                ("training places", self.training_places or "-")]
 
 
 def default_path() -> Path:
@@ -127,6 +129,7 @@ def _spec(path: Path, name: str, entry: Any) -> DatasetSpec:
         image_sizes={v: _size(path, f"{where}.image_sizes.{v}", s) for v, s in sizes.items()},
         counts={k: int(v) for k, v in counts.items()},
         files=tuple(_file(path, f"{where}.files[{i}]", f) for i, f in enumerate(files)),
+        training_places=str(entry.get("training_places") or ""),
     )
 
 

@@ -231,3 +231,13 @@ def test_build_pairs_places(tmp_path):
     assert single.n_locations == 12 and single.places.each_pair
     with pytest.raises(DataError, match="no item id"):
         build_pairs(ds, "train", "street", "street", "item")
+
+
+def test_every_catalog_dataset_says_what_a_training_place_is():
+    from geobench.catalog import load_catalog
+    from geobench.train.places import DEFINITIONS
+
+    for spec in load_catalog().values():
+        first = spec.training_places.split(":")[0].split(" ")[0]
+        assert first in DEFINITIONS or first == "by", (spec.name, spec.training_places)
+        assert ("training places", spec.training_places) in spec.card_rows()
