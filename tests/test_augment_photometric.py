@@ -116,6 +116,8 @@ def test_cards_carry_the_official_pipelines_and_set_switches_one_off():
     assert mix.hflip_p == 0.0 and mix.augment["randaugment_ops"] == 3 and mix.places == "utm_cell"
     off = resolve_config("convnext_gap", "ds", "run", cli={"augment": {"dropout_p": 0}})
     assert off.augment["dropout_p"] == 0 and off.augment["jpeg_p"] == 0.5  # merged, one key off
+    none = resolve_config("convnext_gap", "ds", "run", cli={"augment": "none"})
+    assert resolve_augment(none.augment) == resolve_augment({}) and none.rotate_p == 0.75
     with pytest.raises(UsageError, match="unknown augmentation 'blur'"):
         resolve_config("convnext_gap", "ds", "run", cli={"augment": {"blur": 0}})
 

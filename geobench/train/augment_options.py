@@ -2,7 +2,8 @@
 
 Every key defaults to off; a model card sets its paper's pipeline (Sample4Geo / LRFR:
 jpeg, colour jitter, blur or sharpen, grid or coarse dropout; MixVPR: RandAugment) and
-`--set augment.KEY=VALUE` changes one, e.g. `--set augment.dropout_p=0`. The geometric
+`--set augment.KEY=VALUE` changes one, e.g. `--set augment.dropout_p=0`, and
+`--set augment=none` switches them all off. The geometric
 ones (joint flip, quarter turns) are the options hflip_p and rotate_p (augment.py).
 """
 from __future__ import annotations
@@ -73,6 +74,11 @@ def resolve_augment(given: Mapping[str, Any] | None, where: str = "augment") -> 
     if not 0 <= out["randaugment_magnitude"] <= 30:
         raise bad("randaugment_magnitude", "must lie in 0..30 (31 bins, as torchvision)")
     return out
+
+
+def switched_off() -> dict[str, Any]:
+    """Every photometric augmentation off (`--set augment=none`)."""
+    return {**{k: 0.0 for k in _PROBS}, "randaugment_ops": 0}
 
 
 def active(spec: Mapping[str, Any]) -> bool:

@@ -220,6 +220,10 @@ def _coerce(name: str, value: Any, where: str) -> Any:
     try:
         if name == "milestones":
             return tuple(float(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+        if name == "augment" and str(value).lower() in ("none", "off"):
+            from geobench.train.augment_options import switched_off
+
+            return switched_off()  # merged over the card's keys: every one off
         if name in ("model_args", "loss_args", "miner_args", "augment"):
             if not isinstance(value, Mapping):
                 raise TypeError
