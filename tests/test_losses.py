@@ -160,3 +160,40 @@ def test_multi_similarity_matches_loop(eps):
     q, r = _batch(seed=8)
     got = build_loss("multi_similarity", epsilon=eps)(q, r).item()
     assert got == pytest.approx(brute_multi_similarity(q, r, eps=eps), rel=1e-9)
+
+
+@pytest.mark.parametrize("model", ["mcgra", "asavg"])
+def test_mcgra_and_asavg_card_losses_are_the_papers_formula(model, tmp_path):
+    """The papers (no official code): L = log(1 + exp(gamma (d_pos - d_neg))), d Euclidean,
+    gamma 10, every query with its B - 1 non-matching references and every reference with
+    its B - 1 non-matching queries: 2B(B-1) triplets per batch of B = 8, averaged. ASA-VG's
+    distances are pair-dependent (the query against the crop of each panorama aligned to
+    it), so its loop takes a separate reference descriptor for every (query, reference)."""
+    from geobench.train.batching import loss_options
+    from geobench.train.config import resolve_config
+
+    cfg = resolve_config(model, "unused", tmp_path / "run")  # the card's recipe
+    loss = build_loss(cfg.loss, **loss_options(cfg)).double()
+    b, d = 8, 16
+    g = torch.Generator().manual_seed(5)
+    q = F.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=1)
+    crops = F.normalize(torch.randn(b, b, d, generator=g, dtype=torch.float64), dim=2)  # [i, j]
+    if model == "mcgra":
+        crops = crops[0].expand(b, b, d)  # one descriptor per reference, whatever the query
+    qs, cs = q.tolist(), crops.tolist()
+
+    def dist(i: int, j: int) -> float:  # query i against reference j (its crop aligned to i)
+        return math.dist(qs[i], cs[i][j])
+
+    triplets = []
+    for a in range(b):
+        for n in range(b):
+            if n != a:
+                triplets.append(math.log(1 + math.exp(10.0 * (dist(a, a) - dist(a, n)))))  # query anchor
+                triplets.append(math.log(1 + math.exp(10.0 * (dist(a, a) - dist(n, a)))))  # reference anchor
+    assert len(triplets) == 2 * b * (b - 1)
+    expected = sum(triplets) / len(triplets)
+    sim = torch.einsum("id,ijd->ij", q, crops)  # the (B, B) pair scores a pairwise model returns
+    assert loss.from_similarity(sim).item() == pytest.approx(expected, rel=1e-12)
+    if model == "mcgra":
+        assert loss(q, crops[0]).item() == pytest.approx(expected, rel=1e-12)

@@ -189,7 +189,11 @@ MIXVPR_CARD = ModelCard(
     }},
     params_m=10.881,
     notes="conv1/bn1/layer1/layer2 frozen as in MixVPR (freeze_stages=2). For cross-view use pass "
-    "input_size with the two views' (equal) size. The tiny preset trains with the soft-margin triplet.",
+    "input_size with the two views' (equal) size. The tiny preset trains with the soft-margin triplet. "
+    "As main.py: one forward over all places x images (joint BatchNorm statistics); warm-up "
+    "(step + 1) / 650 x lr by global step (warmup_from: step), MultiStepLR by epoch, and a milestone "
+    "reached during the warm-up is lost; one step and whole schedules equal the official code "
+    "(tests/test_train_golden.py).",
 )
 
 
@@ -299,7 +303,9 @@ CONVNEXT_GAP_CARD = ModelCard(
         "recipe": TINY_RECIPE, "params_m": 0.092,
     }},
     params_m=87.566,
-    notes="Any input size works (no size-fixed layer). Learnable InfoNCE temperature lives in the loss.",
+    notes="Any input size works (no size-fixed layer). Learnable InfoNCE temperature lives in the loss. "
+    "Schedule as transformers' get_cosine_schedule_with_warmup (the first warm-up step at lr 0); one "
+    "step and whole schedules equal the official code (tests/test_train_golden.py).",
 )
 
 
@@ -337,7 +343,10 @@ LRFR_CARD = ModelCard(
     }},
     params_m=13.174,
     notes="GSRA fixes the input size; with shared weights [A, as the Sample4Geo-derived code] both views "
-    "must have one size (share_weights=False for CVUSA-style ground/aerial sizes). SALAD dropout 0.3.",
+    "must have one size (share_weights=False for CVUSA-style ground/aerial sizes). SALAD dropout 0.3. "
+    "Linear decay to 0 at int(1.05 x steps), as the official get_linear_schedule_with_warmup; one step "
+    "(dropout and stochastic depth off) and whole schedules equal the official code "
+    "(tests/test_train_golden.py).",
 )
 
 
