@@ -1,8 +1,8 @@
 """The compiled pass (numba) of the CPU search against brute force, and the choice between
 it and numpy's passes. The search-level tests (test_search*, test_eval_edges, test_ties)
 run both engines through the `both_passes` fixture; these pin the kernel's own edges:
-buffers cut back many times within a row, ties at the K-th score, band lists that
-outgrow their first allocation, several positives per row."""
+ties at the K-th score, band lists that
+outgrow their first allocation, several positives per row, the cut-back's tie order."""
 from __future__ import annotations
 
 import sys
@@ -41,10 +41,12 @@ def brute_topk(s: np.ndarray, k: int) -> list[list[int]]:
     return [sorted(np.argsort(-row, kind="stable")[:k].tolist()) for row in s]
 
 
-@pytest.mark.parametrize("k,width", [(1, 1000), (7, 1000), (7, 13), (30, 64), (5, 3)])
+@pytest.mark.parametrize("k,width", [(1, 1000), (7, 1000), (7, 13), (30, 64), (5, 3),
+                                     (3, 2600)])
 def test_counts_band_and_topk_equal_brute_force_with_ties(k, width):
+    """(3, 2600): rows wider than one scan segment, cut back many times within it."""
     rng = np.random.default_rng(k + width)
-    n, w = 9, 1000
+    n, w = 9, max(1000, width)
     # scores on a coarse grid: hundreds of exact ties, at the K-th score too
     s = (rng.integers(-40, 40, (n, w)) / 8).astype(np.float32)
     s[3] = 1.0  # a row where every score ties
@@ -66,7 +68,8 @@ def test_counts_band_and_topk_equal_brute_force_with_ties(k, width):
 
 def test_rising_scores_cut_the_buffer_back_many_times_per_row():
     """Each score beats every earlier one: every column is a candidate, and the 4·K-slot
-    buffer is cut back to K over and over within one block."""
+    buffer is cut back to K over and over within one block (each time the rest of the
+    row is scanned again); falling scores leave the first K."""
     n, w, k = 4, 3000, 10
     s = np.tile(np.linspace(-1, 1, w, dtype=np.float32), (n, 1))
     s[1] = s[1, ::-1]  # falling: only the first K survive
@@ -77,14 +80,17 @@ def test_rising_scores_cut_the_buffer_back_many_times_per_row():
     assert sorted(top_i[1].tolist()) == list(range(k))
 
 
-def test_kth_largest_quickselect():
+def test_cut_back_keeps_the_k_best_in_reference_order_ties_leftmost():
     rng = np.random.default_rng(0)
-    for n in (1, 2, 5, 64, 401):
-        for vals in (rng.standard_normal(n), rng.integers(0, 3, n)):
-            buf = vals.astype(np.float32)
-            for k in {1, (n + 1) // 2, n}:
-                got = kernel._kth_largest(buf.copy(), n, k)
-                assert got == np.sort(buf)[::-1][k - 1]
+    for n, k in ((1, 1), (5, 2), (64, 7), (401, 100)):
+        for x in (rng.standard_normal(n), rng.integers(0, 3, n)):
+            vals = x.astype(np.float32)
+            idx = np.arange(n, dtype=np.int64) * 10
+            want = sorted(np.argsort(-vals, kind="stable")[:k].tolist())
+            t = kernel._prune_row(vals, idx, k, n, np.empty(n, np.float32))
+            assert idx[:k].tolist() == [10 * i for i in want]  # slot order kept
+            assert t == np.sort(x.astype(np.float32))[::-1][k - 1]
+            assert (vals[k:] == -np.inf).all() and (idx[k:] == -1).all()
 
 
 def test_both_engines_give_identical_results_with_several_positives():
