@@ -5,7 +5,7 @@ git checkouts of the official repositories:
 
     /path/to/side/python benchmarks/make_released_golden.py \
         --megaloc MEGALOC_CHECKOUT --dinov2 DINOV2_CHECKOUT --salad SALAD_CHECKOUT \
-        --boq BOQ_CHECKOUT
+        --boq BOQ_CHECKOUT --cosplace COSPLACE_CHECKOUT --eigenplaces EIGENPLACES_CHECKOUT
 
 Every network is built by its own code, its weights overwritten by
 tests/golden_weights.fill (deterministic by parameter name, so nothing large is stored),
@@ -33,6 +33,8 @@ CASES = {  # name: (seed, n, h, w)
     "dino_salad": (3, 2, 112, 168),
     "boq_resnet50": (4, 2, 96, 128),
     "boq_dinov2": (5, 2, 112, 154),
+    "cosplace": (6, 2, 96, 128),
+    "eigenplaces": (7, 2, 112, 96),
 }
 
 
@@ -163,18 +165,50 @@ def boq(checkout: Path, dinov2_checkout: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def gemfc(name: str, checkout: Path, package: str, dim: int) -> dict[str, np.ndarray]:
+    """CosPlace / EigenPlaces `GeoLocalizationNet` (ResNet-50, `dim`-D) from the checkout,
+    with torchvision's ResNet-50 built without its ImageNet file."""
+    import importlib
+
+    import torch
+    import torchvision
+
+    real, hub_load = torchvision.models.resnet50, torch.hub.load
+    torchvision.models.resnet50 = lambda *a, **k: real(weights=None)
+    # EigenPlaces starts from CosPlace's file (torch.hub): its values are overwritten below.
+    torch.hub.load = lambda *a, **k: torch.nn.Module()
+    sys.path.insert(0, str(checkout))
+    try:
+        network = importlib.import_module(f"{package}.{package.split('_')[0]}_network")
+        cls = getattr(network, "GeoLocalizationNet", None) or network.GeoLocalizationNet_
+        model = cls("ResNet50", dim)
+    finally:
+        torchvision.models.resnet50, torch.hub.load = real, hub_load
+        sys.path.remove(str(checkout))
+    out = {f"{name}.keys": _keys(model)}
+    _load(model)
+    seed, n, h, w = CASES[name]
+    with torch.no_grad():
+        out[name] = model(torch.from_numpy(images(seed, n, h, w))).numpy()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--megaloc", type=Path, required=True)
     ap.add_argument("--dinov2", type=Path, required=True)
     ap.add_argument("--salad", type=Path, required=True)
     ap.add_argument("--boq", type=Path, required=True)
+    ap.add_argument("--cosplace", type=Path, required=True)
+    ap.add_argument("--eigenplaces", type=Path, required=True)
     args = ap.parse_args()
     import torch
 
     torch.manual_seed(0)
     arrays = {**megaloc(args.megaloc), **dinov2(args.dinov2), **salad(args.salad, args.dinov2),
-              **boq(args.boq, args.dinov2)}
+              **boq(args.boq, args.dinov2),
+              **gemfc("cosplace", args.cosplace, "cosplace_model", 128),
+              **gemfc("eigenplaces", args.eigenplaces, "eigenplaces_model", 256)}
     arrays["versions.torch"] = np.array(torch.__version__)
     np.savez_compressed(OUT, **arrays)
     print(f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KB): {sorted(arrays)}")

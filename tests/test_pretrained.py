@@ -87,7 +87,11 @@ def test_shipped_catalog_is_valid_and_serves_every_paper_backbone():
     assert {k: (v.name if v else None) for k, v in chosen.items()} == {
         "asavg": "lsknet_s.in1k", "convnext_gap": "convnext_base.tv_in1k",
         "lrfr": "convnext_tiny.tv_in1k", "mcgra": "resnet50.tv_in1k",
-        "mixvpr": "resnet50.tv_in1k", "safa": "vgg16.tv_in1k"}
+        "mixvpr": "resnet50.tv_in1k", "safa": "vgg16.tv_in1k",
+        # Released models: the ResNet ones start from ImageNet; DINOv2 has no catalog file yet.
+        "boq_resnet50": "resnet50.tv_in1k", "cosplace": "resnet50.tv_in1k",
+        "eigenplaces": "resnet50.tv_in1k", "boq_dinov2": None, "dino_salad": None,
+        "megaloc": None}
     assert recipe_weights("mcgra", preset="tiny")[1] is None  # resnet_micro: nothing to fetch
 
 

@@ -33,6 +33,7 @@ def __getattr__(name: str) -> Any:
 
 def _load_zoo() -> None:
     import geobench.models.boq  # noqa: F401  (registers BoQ)
+    import geobench.models.gemfc  # noqa: F401  (registers CosPlace, EigenPlaces)
     import geobench.models.vpr  # noqa: F401  (registers the released VPR models)
     import geobench.models.zoo  # noqa: F401  (registers the models)
 

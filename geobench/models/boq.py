@@ -93,19 +93,13 @@ class BoQModel(GeoModel):
         return self.aggregator(fmap)
 
 
-# The release's ResNet is nn.Sequential(conv1, bn1, relu, maxpool, layer1, layer2, layer3).
-RESNET_SEQUENCE = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3"}
-
-
 def boq_resnet_state(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[str, ...]]:
-    """A released BoQ ResNet file's keys in geobench's (torchvision) names."""
-    out = {}
-    for key, value in state.items():
-        if key.startswith("backbone.net."):
-            index, _, rest = key[len("backbone.net."):].partition(".")
-            key = f"backbone.{RESNET_SEQUENCE.get(index, 'net.' + index)}.{rest}"
-        out[key] = value
-    return out, ()
+    """A released BoQ ResNet file's keys in geobench's (torchvision) names: its ResNet is
+    nn.Sequential(conv1, bn1, relu, maxpool, layer1, layer2, layer3)."""
+    from geobench.models.gemfc import sequence_to_resnet
+
+    return {(sequence_to_resnet(k, "backbone.net.") if k.startswith("backbone.net.") else k): v
+            for k, v in state.items()}, ()
 
 
 def _recipe(size: int, provenance: str) -> dict:

@@ -12,6 +12,9 @@
     `head.norm`, plus the InfoNCE `logit_scale`, which geobench keeps in the loss);
   - `mixvpr`: amaralibey/MixVPR `VPRModel` (`backbone.model.*` = torchvision ResNet-50
     without layer4/fc, `aggregator.*` = MixVPR);
+  - `cosplace`: gmberton/CosPlace and gmberton/EigenPlaces `GeoLocalizationNet`
+    (`backbone.N` = torchvision ResNet children as a sequence, `aggregation.1.p` GeM,
+    `aggregation.3.*` linear);
   - `boq`: amaralibey/Bag-of-Queries ResNet-50 `VPRModel` (`backbone.net.N` = conv1, bn1,
     relu, maxpool, layer1..3 as a sequence; `aggregator.*` = BoQ);
 * anything else is a backbone file (torchvision / timm / official names), loaded into
@@ -80,9 +83,16 @@ def _boq_resnet(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[str,
     return boq_resnet_state(state)
 
 
+def _gemfc(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[str, ...]]:
+    from geobench.models.gemfc import released_gemfc
+
+    return released_gemfc(state)
+
+
 LAYOUTS = (
     Layout("lrfr", ("lrfr",), "model.backbone.backbone.", _lrfr),
     Layout("boq", ("boq_resnet50",), "backbone.net.0.", _boq_resnet),
+    Layout("cosplace", ("cosplace", "eigenplaces"), "aggregation.3.", _gemfc),
     Layout("sample4geo", ("convnext_gap",), "model.stem.", _sample4geo),
     Layout("mixvpr", ("mixvpr",), "backbone.model.conv1.", _mixvpr),
 )
