@@ -142,8 +142,12 @@ def _is_secondary_rank() -> bool:
 @contextlib.contextmanager
 def claim_output(out: str | os.PathLike, command: str, *,
                  inputs: Mapping[str, str | os.PathLike | None] = {},
-                 option: str = "--out", lock_name: str = LOCK_NAME) -> Iterator[Path]:
+                 option: str = "--out", lock_name: str = LOCK_NAME,
+                 clean: bool = True) -> Iterator[Path]:
     """check_output, then create, lock and clean `out` for the block.
+
+    `clean=False` leaves dead writers' temporaries alone: a shard of a job spread over
+    machines cannot tell another machine's live process from a dead one by its pid.
 
     Folders this call created that are still empty afterwards (the command failed before
     writing anything) are removed again.
@@ -160,7 +164,8 @@ def claim_output(out: str | os.PathLike, command: str, *,
             yield out
             return
         with folder_lock(out, f"geobench {command}", option, lock_name):
-            remove_stale_temps(out)
+            if clean:
+                remove_stale_temps(out)
             yield out
     finally:
         here = out.absolute()

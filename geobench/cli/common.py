@@ -42,6 +42,9 @@ OnBadImage = Annotated[str, typer.Option(
 # One meaning of --workers everywhere: N worker processes; 0 = none, the work runs in this
 # process; left out = the command's default (stated in each help).
 WORKERS_HELP = "Worker processes (0: none, work in this process)"
+SHARD_HELP = ("I/N: do the I-th of N contiguous shares (1-based; auto: from SLURM_ARRAY_TASK_ID "
+              "and SLURM_ARRAY_TASK_COUNT); merge: check every share and write the whole run's "
+              "record.")
 WEIGHTS_HELP = ("Local weights file: the whole model (a geobench run's checkpoint, or a released "
                 "LRFR / Sample4Geo / MixVPR checkpoint) or a backbone (torchvision/timm names).")
 
@@ -177,3 +180,14 @@ def difficulty_option(difficulty: str | None, preset: str | None, default: str) 
              f"--difficulty {preset} (in `geobench train`, --preset is the model size)")
         return preset
     return difficulty or default
+
+
+def shard_lock(part: object) -> dict[str, object]:
+    """claim_output arguments for a shard: its own lock (shards of one output run side by
+    side) and no removal of temporaries another machine's shard may still be writing."""
+    from geobench.guard import LOCK_NAME
+    from geobench.shard import Shard
+
+    if isinstance(part, Shard):
+        return {"lock_name": f"{LOCK_NAME}.shard-{part.label}", "clean": False}
+    return {}

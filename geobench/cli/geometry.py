@@ -8,12 +8,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from geobench.cli.common import WORKERS_HELP, Quiet, command, parse_size, print_table, warn
+from geobench.cli.common import (
+    SHARD_HELP,
+    WORKERS_HELP,
+    Quiet,
+    command,
+    parse_size,
+    print_table,
+    shard_lock,
+    warn,
+)
 from geobench.errors import UsageError, one_line
 from geobench.guard import claim_output
 
 
-@command("polar", examples=["geobench polar data/CVUSA/bingmap/19 ds/polar --size 112x616 --workers 2"])
+@command("polar", examples=["geobench polar data/CVUSA/bingmap/19 ds/polar --size 112x616 --workers 2",
+                            "geobench polar data/CVUSA/bingmap/19 ds/polar --shard auto",
+                            "geobench polar data/CVUSA/bingmap/19 ds/polar --shard merge"])
 def polar_cmd(
     src: Annotated[Path, typer.Argument(help="Folder (recursive) or list file of aerial images.")],
     dst: Annotated[Path, typer.Argument(help="Output folder (mirrors SRC's relative paths).")],
@@ -27,15 +38,19 @@ def polar_cmd(
         help="none | minmax: stretch each image to 0..255 as SAFA/DSM's published polar "
              "files are (for their released weights).")] = "none",
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
+    shard: Annotated[Optional[str], typer.Option(help=SHARD_HELP)] = None,
     quiet: Quiet = False,
 ) -> None:
     """Polar-transform aerial images so they line up with north-centred panoramas."""
     from geobench.geometry.polar import PolarParams, polar_folder
+    from geobench.shard import parse_shard
 
     params = PolarParams(size=parse_size(size, "--size"), north=north, radius=radius,
                          format=format, crop_square=crop_square, stretch=stretch)
-    with claim_output(dst, "polar", inputs={"SRC": src if src.is_dir() else None}, option="DST"):
-        report = polar_folder(src, dst, params, workers=workers, strict=strict)
+    part = parse_shard(shard)
+    with claim_output(dst, "polar", inputs={"SRC": src if src.is_dir() else None}, option="DST",
+                      **shard_lock(part)):
+        report = polar_folder(src, dst, params, workers=workers, strict=strict, shard=part)
     rate = report.written / report.seconds if report.seconds > 0 else 0.0
     print_table(f"polar {src} -> {dst}", ["images", "written", "skipped", "failed", "size",
                                           "north", "radius", "img/s"],

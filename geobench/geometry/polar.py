@@ -253,24 +253,31 @@ def polar_jobs(pairs: list[tuple[Path, Path]]) -> list[Any]:
 
 
 def polar_folder(src: str | Path, dst: str | Path, params: PolarParams = PolarParams(),
-                 workers: int = 1, strict: bool = False) -> PolarReport:
+                 workers: int = 1, strict: bool = False, shard: Any = None) -> PolarReport:
     """Polar-transform every image under a folder (or in a list file) into `dst`.
 
     Outputs mirror the sources' relative paths with the chosen extension. Re-running
     skips outputs newer than their source and than the last parameter change (recorded
     in dst/polar.json), so an interrupted run resumes. Unreadable or non-square images
     are reported in the result (strict: DataError at the first one).
+
+    `shard` (geobench.shard): a Shard transforms its share of the sorted sources and keeps
+    its record in dst/.shards/; "merge" checks every share and writes polar.json.
     """
     from geobench.geometry.imagerun import list_sources
 
     src, dst = Path(src), Path(dst)
     sources = list_sources(src, exclude=dst)
     pairs = [(path, dst / rel.with_suffix("." + params.format)) for path, rel in sources]
-    return polar_files(pairs, dst, params, workers=workers, strict=strict, source=str(src))
+    if shard == "merge":
+        return merge_polar(pairs, dst, params, source=str(src))
+    return polar_files(pairs, dst, params, workers=workers, strict=strict, source=str(src),
+                       shard=shard)
 
 
 def polar_files(pairs: list[tuple[Path, Path]], dst: str | Path, params: PolarParams,
-                workers: int = 1, strict: bool = False, source: str = "") -> PolarReport:
+                workers: int = 1, strict: bool = False, source: str = "",
+                shard: Any = None) -> PolarReport:
     """Polar-transform explicit (source, output) pairs; polar.json goes into `dst`.
 
     Dataset adapters use this to put polar images where their index says (e.g.
@@ -279,6 +286,7 @@ def polar_files(pairs: list[tuple[Path, Path]], dst: str | Path, params: PolarPa
     import json
     import time
 
+    from geobench import shard as shards
     from geobench.fileio import write_json
     from geobench.geometry.imagerun import check_unique_outputs, run_jobs, up_to_date
     from geobench.prepared import versions
@@ -286,13 +294,25 @@ def polar_files(pairs: list[tuple[Path, Path]], dst: str | Path, params: PolarPa
     t0 = time.perf_counter()
     dst = Path(dst)
     jobs = polar_jobs(pairs)
-    check_unique_outputs(jobs)
+    check_unique_outputs(jobs)  # over every share, so shards cannot collide either
+    total = len(jobs)
     previous: dict[str, Any] = {}
-    if (dst / MANIFEST).is_file():
-        try:
-            previous = json.loads((dst / MANIFEST).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            previous = {}  # unreadable record: treat every output as stale
+    if shard is not None:
+        start, end = shard.share(total)
+        jobs = jobs[start:end]
+        previous = shards.read_record(dst, "polar", shard) or {}
+
+        def write_record(rec: dict[str, Any]) -> None:
+            shards.write_record(dst, "polar", shard, total, rec)
+    else:
+        def write_record(rec: dict[str, Any]) -> None:
+            write_json(dst / MANIFEST, rec)
+
+        if (dst / MANIFEST).is_file():
+            try:
+                previous = json.loads((dst / MANIFEST).read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                previous = {}  # unreadable record: treat every output as stale
     same = previous.get("parameters") == params.to_json() and "stale_before" in previous
     stale_before = float(previous["stale_before"]) if same else time.time()
     record = {"schema": SCHEMA, "parameters": params.to_json(), "description": describe(params),
@@ -301,10 +321,10 @@ def polar_files(pairs: list[tuple[Path, Path]], dst: str | Path, params: PolarPa
     if not same:
         # Written first so an interrupted run with new parameters can't pass off outputs
         # made with the old ones as up to date.
-        write_json(dst / MANIFEST, record)
+        write_record(record)
     todo = [job for job in jobs if not up_to_date(job, stale_before)]
     results = run_jobs(todo, polar_job, params, workers=workers, strict=strict,
-                       description="polar")
+                       description="polar" if shard is None else f"polar {shard.label}")
     sizes: dict[str, int] = {}
     for res in results:
         if res.ok:
@@ -314,7 +334,38 @@ def polar_files(pairs: list[tuple[Path, Path]], dst: str | Path, params: PolarPa
     failed = [(r.job.src, r.error) for r in results if not r.ok]
     record.update(complete=not failed, count=len(jobs), input_sizes=sorted(seen),
                   failed=[{"path": p, "error": e} for p, e in failed])
-    write_json(dst / MANIFEST, record)
+    write_record(record)
     return PolarReport(dst, params, written=sum(r.ok for r in results),
                        skipped=len(jobs) - len(todo), failed=failed, input_sizes=sizes,
+                       seconds=time.perf_counter() - t0)
+
+
+def merge_polar(pairs: list[tuple[Path, Path]], dst: str | Path, params: PolarParams,
+                source: str = "") -> PolarReport:
+    """Check that every shard of a `--shard I/N` run finished and wrote its outputs, then
+    write the polar.json one whole run writes (shard records removed)."""
+    import time
+
+    from geobench import shard as shards
+    from geobench.fileio import remove_stale_temps, write_json
+    from geobench.prepared import versions
+
+    t0 = time.perf_counter()
+    dst = Path(dst)
+    jobs = polar_jobs(pairs)
+    command = f"geobench polar {source} {dst}"
+    records = shards.collect(dst, "polar", len(jobs), params.to_json(), command)
+    missing = [out for job in jobs for out in job.outputs if not Path(out).is_file()]
+    if missing:
+        raise DataError(f"{missing[0]}: missing although its shard finished ({len(missing)} "
+                        f"outputs in all); re-run the shard that holds it, then merge again")
+    remove_stale_temps(dst)  # shards leave other machines' temporaries alone
+    sizes = sorted({s for r in records for s in r.get("input_sizes", [])})
+    write_json(dst / MANIFEST, {
+        "schema": SCHEMA, "parameters": params.to_json(), "description": describe(params),
+        "source": source, "stale_before": min(float(r["stale_before"]) for r in records),
+        "complete": True, "versions": versions(), "count": len(jobs), "input_sizes": sizes,
+        "failed": []})
+    shards.remove_records(dst, "polar")
+    return PolarReport(dst, params, written=0, skipped=len(jobs), failed=[], input_sizes={},
                        seconds=time.perf_counter() - t0)
