@@ -94,24 +94,31 @@ class SoftMarginTriplet(nn.Module):
     with the reference as anchor; each direction is averaged over its B(B-1) terms and
     the two directions are averaged. `hard_k` keeps only the k largest terms per anchor
     (SAFA's in-batch hard mining). D is the `distance` of the module doc.
+
+    `count_diagonal=True` is SAFA's code: it sums all B x B terms, the B positives'
+    own log(1 + exp(0)) = log 2 included, and divides by B(B-1). The gradients are the
+    same (those terms are constant); the logged loss is log 2 / (B-1) higher and never
+    reaches 0. With `hard_k` the k largest of the B terms per anchor are kept, as there.
     """
 
     def __init__(self, gamma: float = 10.0, hard_k: int | None = None,
-                 distance: str = "squared") -> None:
+                 distance: str = "squared", count_diagonal: bool = False) -> None:
         super().__init__()
         if hard_k is not None and hard_k < 1:
             raise UsageError(f"hard_k must be >= 1, got {hard_k}")
         self.gamma, self.hard_k = float(gamma), hard_k
         self.distance = _check_distance(distance)
+        self.count_diagonal = bool(count_diagonal)
 
     def _direction(self, pos: Tensor, dist: Tensor, mask: Tensor) -> Tensor:
         # pos[a]: anchor a's positive distance; dist[a, n]: distance to candidate n.
         terms = F.softplus(self.gamma * (pos[:, None] - dist))
         b = dist.shape[0]
-        terms = terms[mask].view(b, b - 1)
+        if not self.count_diagonal:
+            terms = terms[mask].view(b, b - 1)
         if self.hard_k is not None:
-            terms = terms.topk(min(self.hard_k, b - 1), dim=1).values
-        return terms.mean()
+            return terms.topk(min(self.hard_k, terms.shape[1]), dim=1).values.mean()
+        return terms.sum() / (b * (b - 1))
 
     def forward(self, q: Tensor, r: Tensor) -> Tensor:
         _check_pairs(q, r)
@@ -230,18 +237,21 @@ class MultiSimilarity(nn.Module):
 
 
 @LOSSES.register(LossCard("weighted soft-margin triplet, all 2B(B-1) in-batch triplets "
-                          "(SAFA, MC_GRA, ASA-VG); distance squared | euclidean",
-                          {"gamma": 10.0, "distance": "squared"}))
-def soft_margin_triplet(gamma: float = 10.0, distance: str = "squared") -> nn.Module:
-    return SoftMarginTriplet(gamma=gamma, distance=distance)
+                          "(SAFA, MC_GRA, ASA-VG); distance squared | euclidean; "
+                          "count_diagonal: SAFA's code also sums the B log-2 positive terms",
+                          {"gamma": 10.0, "distance": "squared", "count_diagonal": False}))
+def soft_margin_triplet(gamma: float = 10.0, distance: str = "squared",
+                        count_diagonal: bool = False) -> nn.Module:
+    return SoftMarginTriplet(gamma=gamma, distance=distance, count_diagonal=count_diagonal)
 
 
 @LOSSES.register(LossCard("weighted soft-margin triplet keeping the k hardest negatives per "
                           "anchor (SAFA batch_hard_count)",
-                          {"gamma": 10.0, "hard_k": 4, "distance": "squared"}))
-def soft_margin_triplet_hard(gamma: float = 10.0, hard_k: int = 4,
-                             distance: str = "squared") -> nn.Module:
-    return SoftMarginTriplet(gamma=gamma, hard_k=hard_k, distance=distance)
+                          {"gamma": 10.0, "hard_k": 4, "distance": "squared", "count_diagonal": False}))
+def soft_margin_triplet_hard(gamma: float = 10.0, hard_k: int = 4, distance: str = "squared",
+                             count_diagonal: bool = False) -> nn.Module:
+    return SoftMarginTriplet(gamma=gamma, hard_k=hard_k, distance=distance,
+                             count_diagonal=count_diagonal)
 
 
 @LOSSES.register(LossCard("LRFR SemiSoftTriHard: one semi-hard negative per anchor",

@@ -26,7 +26,8 @@ def _softplus(x: float) -> float:
     return math.log(1.0 + math.exp(x))
 
 
-def brute_triplet(q, r, gamma=10.0, hard_k=None) -> float:
+def brute_triplet(q, r, gamma=10.0, hard_k=None, diagonal=False) -> float:
+    """diagonal: SAFA's train_cvusa.compute_loss, the B x B sum over B(B-1) (top-k of B)."""
     b = len(q)
     directions = []
     for anchors, others in ((q, r), (r, q)):
@@ -34,11 +35,11 @@ def brute_triplet(q, r, gamma=10.0, hard_k=None) -> float:
         for a in range(b):
             pos = _dist(anchors[a], others[a])
             terms = [_softplus(gamma * (pos - _dist(anchors[a], others[n])))
-                     for n in range(b) if n != a]
+                     for n in range(b) if n != a or diagonal]
             if hard_k is not None:
                 terms = sorted(terms, reverse=True)[:hard_k]
             total += sum(terms)
-            count += len(terms)
+            count += len(terms) if hard_k is not None or not diagonal else b - 1
         directions.append(total / count)
     return sum(directions) / 2
 
@@ -88,6 +89,22 @@ def test_hard_mining_variant_matches_loop(k):
     assert got == pytest.approx(brute_triplet(q, r, hard_k=min(k, 5)), rel=1e-9)
     # Keeping the hardest terms can only raise the mean.
     assert got >= build_loss("soft_margin_triplet")(q, r).item() - 1e-12
+
+
+@pytest.mark.parametrize("k", [None, 1, 3, 6])
+def test_count_diagonal_is_safas_sum_and_moves_only_the_value(k):
+    q, r = _batch(seed=5)
+    name, extra = ("soft_margin_triplet", {}) if k is None else ("soft_margin_triplet_hard", {"hard_k": k})
+    q1, r1 = q.clone().requires_grad_(), r.clone().requires_grad_()
+    got = build_loss(name, count_diagonal=True, **extra)(q1, r1)
+    assert got.item() == pytest.approx(brute_triplet(q, r, hard_k=k, diagonal=True), rel=1e-9)
+    if k is None:  # B log-2 terms over B(B-1): log 2 / (B-1) more, same gradients
+        plain = build_loss(name)(q, r).item()
+        assert got.item() == pytest.approx(plain + math.log(2) / 5, rel=1e-12)
+        q2, r2 = q.clone().requires_grad_(), r.clone().requires_grad_()
+        got.backward()
+        build_loss(name)(q2, r2).backward()
+        torch.testing.assert_close((q1.grad, r1.grad), (q2.grad, r2.grad), rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("seed", [0, 4])

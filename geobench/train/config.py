@@ -15,7 +15,7 @@ from typing import Any
 
 from geobench.errors import DataError, UsageError
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adam_tf", "adamw", "sgd")  # adam_tf: TensorFlow's epsilon (train/tfadam.py)
 SCHEDULES = ("constant", "staged", "cosine", "linear")
 WARMUPS = ("zero", "step")  # first warm-up step at lr 0 (transformers) or at lr / warmup (MixVPR)
 SAMPLING = ("unique", "gps", "gps_similarity")

@@ -49,6 +49,10 @@ def build_optimizer(cfg: TrainConfig, params: list[Any]):
 
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam_tf":  # TensorFlow's epsilon placement (SAFA's official code)
+        from geobench.train.tfadam import TFAdam
+
+        return TFAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
