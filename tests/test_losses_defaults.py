@@ -20,8 +20,8 @@ from geobench.losses import (
 )
 
 DEFAULTS = {
-    "soft_margin_triplet": {"gamma": 10.0, "distance": "squared"},
-    "soft_margin_triplet_hard": {"gamma": 10.0, "hard_k": 4, "distance": "squared"},
+    "soft_margin_triplet": {"gamma": 10.0, "distance": "squared", "count_diagonal": False},
+    "soft_margin_triplet_hard": {"gamma": 10.0, "hard_k": 4, "distance": "squared", "count_diagonal": False},
     "semi_soft_tri_hard": {"alpha": 10.0, "distance": "squared"},
     "infonce": {"temperature": 0.07, "label_smoothing": 0.1},
     "multi_similarity": {"alpha": 1.0, "beta": 50.0, "base": 0.0, "epsilon": 0.1},
@@ -30,7 +30,7 @@ DEFAULTS = {
 
 def attributes(loss) -> dict:
     out = {k: getattr(loss, k) for k in ("gamma", "hard_k", "alpha", "beta", "base", "epsilon",
-                                         "label_smoothing", "distance") if hasattr(loss, k)}
+                                         "label_smoothing", "distance", "count_diagonal") if hasattr(loss, k)}
     if hasattr(loss, "logit_scale"):
         out["temperature"] = round(1.0 / math.exp(loss.logit_scale.item()), 6)
     return out
@@ -48,7 +48,8 @@ def test_cards_factories_and_modules_agree_on_defaults(name):
 
 
 def test_module_class_defaults():
-    assert attributes(SoftMarginTriplet()) == {"gamma": 10.0, "hard_k": None, "distance": "squared"}
+    assert attributes(SoftMarginTriplet()) == {"gamma": 10.0, "hard_k": None, "distance": "squared",
+                                               "count_diagonal": False}
     assert attributes(SemiSoftTriHard()) == {"alpha": 10.0, "distance": "squared"}
     nce = SymmetricInfoNCE()
     assert attributes(nce) == {"label_smoothing": 0.1, "temperature": 0.07}

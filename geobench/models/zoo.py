@@ -350,6 +350,8 @@ LRFR_CARD = ModelCard(
     params_m=13.174,
     notes="GSRA fixes the input size; with shared weights [A, as the Sample4Geo-derived code] both views "
     "must have one size (share_weights=False for CVUSA-style ground/aerial sizes). SALAD dropout 0.3. "
+    "Stochastic depth 0.1 as torchvision's convnext_tiny, which the official code builds (per sample, "
+    "rising linearly over the 18 blocks of the full network; drop_path_rate=0 turns it off). "
     "Linear decay to 0 at int(1.05 x steps), as the official get_linear_schedule_with_warmup; one step "
     "(dropout and stochastic depth off) and whole schedules equal the official code "
     "(tests/test_train_golden.py).",
@@ -370,18 +372,21 @@ def lrfr(
     gsra: bool = True,
     aggregator: str = "salad",
     aggregator_args: dict[str, Any] | None = None,
+    drop_path_rate: float = 0.1,
 ) -> TowerModel:
     """query_view='ground' (with share_weights=False and a ground size) runs it on CVUSA-style data.
 
     Ablations: gsra=False (no attention), aggregator='gem' | 'mixvpr' | 'safa' (clusters,
-    cluster_dim, salad_hidden and dropout configure SALAD; aggregator_args the others)."""
+    cluster_dim, salad_hidden and dropout configure SALAD; aggregator_args the others).
+    drop_path_rate: stochastic depth of the ConvNeXt blocks, rising linearly over all 18
+    (torchvision's convnext_tiny default 0.1, which LRFR's code builds)."""
     base = replace(LRFR_CARD, query_view=query_view)
     sizes = _sizes(base, input_size)
     agg = aggregator_name(aggregator)
     salad = {"clusters": clusters, "cluster_dim": cluster_dim, "hidden": salad_hidden, "dropout": dropout}
 
     def make(size: Size) -> Tower:
-        bb = make_backbone(backbone, 3)
+        bb = make_backbone(backbone, 3, drop_path_rate=drop_path_rate)
         c, h, w = feature_shape(bb, *size)
         head = make_aggregator(agg, c, h, w, salad if agg == "salad" else None, aggregator_args)
         return Tower(bb, GSRA(c, h, w, gsra_groups) if gsra else None, head)

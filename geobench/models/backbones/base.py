@@ -91,7 +91,8 @@ def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
         return x
     keep = 1.0 - p
     shape = (x.shape[0],) + (1,) * (x.dim() - 1)
-    return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
+    mask = x.new_empty(shape).bernoulli_(keep)
+    return x * (mask.div_(keep) if keep > 0 else mask)  # p = 1 drops all, as torchvision
 
 
 class LayerNorm2d(nn.LayerNorm):
