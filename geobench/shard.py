@@ -89,14 +89,18 @@ def read_record(out: Path, stage: str, shard: Shard) -> dict[str, Any] | None:
         return None
 
 
+def shard_fields(shard: Shard, total: int) -> dict[str, int]:
+    """What a shard record says of its share (read back by `collect`)."""
+    start, end = shard.share(total)
+    return {"index": shard.index, "count": shard.count, "start": start, "end": end, "total": total}
+
+
 def write_record(out: Path, stage: str, shard: Shard, total: int, record: dict[str, Any]) -> Path:
     from geobench.fileio import write_json
 
-    start, end = shard.share(total)
     path = record_path(out, stage, shard)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, {**record, "shard": {"index": shard.index, "count": shard.count,
-                                          "start": start, "end": end, "total": total}})
+    write_json(path, {**record, "shard": shard_fields(shard, total)})
     return path
 
 

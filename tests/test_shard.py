@@ -107,3 +107,45 @@ def test_merge_refuses_missing_foreign_and_unfinished_shards(tmp_path):
     assert res.exit_code != 0 and f"{victim.name}: missing" in res.stderr
     res = _polar(src, out, "--shard", "0/3")
     assert res.exit_code != 0 and "expected I/N" in res.stderr
+
+
+def _panoramas(folder, n=5):
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"p{i}.jpg"), rng.integers(0, 255, (16, 64, 3), dtype=np.uint8))
+
+
+def _crop(src, dst, *extra):
+    return runner.invoke(app, ["crop", str(src), str(dst), "--fov", "90", "--per-image", "2",
+                               "--seed", "3", "-q", *extra])
+
+
+def test_crop_shards_then_merge_equal_one_run(tmp_path):
+    src = tmp_path / "panos"
+    _panoramas(src)
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    assert _crop(src, whole).exit_code == 0
+    for i in (2, 1):  # any order
+        res = _crop(src, sharded, "--shard", f"{i}/2")
+        assert res.exit_code == 0, res.output
+    assert not (sharded / "crops.csv").exists()
+    res = _crop(src, sharded, "--shard", "merge")
+    assert res.exit_code == 0, res.output
+    files = {p.relative_to(whole).as_posix(): p.read_bytes() for p in whole.rglob("*")
+             if p.is_file() and not p.name.startswith(".") and p.name != "crops.json"}
+    assert len(files) == 11  # 10 crops + crops.csv (random yaws, seeded by source)
+    assert {k: (sharded / k).read_bytes() for k in files} == files
+    drop = ("stale_before", "versions")
+    rec = [{k: v for k, v in json.loads((d / "crops.json").read_text()).items() if k not in drop}
+           for d in (whole, sharded)]
+    assert rec[0] == rec[1] and not (sharded / SHARDS_DIR).exists()
+
+
+def test_crop_shard_refuses_a_dataset_source(tmp_path):
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "manifest.json").write_text("{}")
+    res = _crop(ds, tmp_path / "out", "--shard", "1/2")
+    assert res.exit_code != 0 and "prepared dataset" in res.stderr
+    assert not (tmp_path / "out").exists()

@@ -85,11 +85,19 @@ def crop_cmd(
     split: Annotated[Optional[str], typer.Option(help="Dataset SRC: only this split.")] = None,
     workers: Annotated[int, typer.Option(help=f"{WORKERS_HELP}).")] = 1,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable image.")] = False,
+    shard: Annotated[Optional[str], typer.Option(help=SHARD_HELP + " Folder SRC only.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Crop panoramas to a limited field of view (shifted strips or pinhole views)."""
     from geobench.geometry.crops import CropParams
     from geobench.geometry.cropset import crop_dataset, crop_folder
+    from geobench.shard import parse_shard
+
+    part = parse_shard(shard)
+    dataset = (src / "manifest.json").is_file()
+    if part is not None and dataset:
+        raise UsageError(f"--shard: {src} is a prepared dataset; shards crop folders of "
+                         f"panoramas (pass the dataset's panorama folder), or drop --shard")
 
     if yaw.strip().lower() == "random":
         yaw_deg = None
@@ -102,13 +110,14 @@ def crop_cmd(
     params = CropParams(fov=fov, mode=mode, yaw=yaw_deg, pitch=pitch,
                         size=parse_size(size, "--size") if size else None, per_image=per_image,
                         seed=seed, pad_offset=pad_offset, format=format)
-    with claim_output(dst, "crop", inputs={"SRC": src if src.is_dir() else None}, option="DST"):
-        if (src / "manifest.json").is_file():
+    with claim_output(dst, "crop", inputs={"SRC": src if src.is_dir() else None}, option="DST",
+                      **shard_lock(part)):
+        if dataset:
             report = crop_dataset(src, dst, params, split=split, references=references,
                                   workers=workers, strict=strict)
             where = f"{dst} (prepared dataset, crops in {dst / 'crops'})"
         else:
-            report = crop_folder(src, dst, params, workers=workers, strict=strict)
+            report = crop_folder(src, dst, params, workers=workers, strict=strict, shard=part)
             where = str(dst)
     print_table(f"{mode} crops -> {where}", ["panoramas", "crops", "written", "skipped",
                                             "failed", "fov", "seed"],

@@ -61,19 +61,32 @@ def _outputs(rel: PurePosixPath, params: CropParams) -> list[PurePosixPath]:
     return [rel.with_name(f"{rel.stem}_{k:02d}{ext}") for k in range(params.per_image)]
 
 
-def _load_previous(dst: Path, params: CropParams) -> tuple[float | None, dict[str, dict]]:
+def _load_previous(json_path: Path, csv_path: Path, params: CropParams
+                   ) -> tuple[float | None, dict[str, dict]]:
     try:
-        meta = json.loads((dst / JSON).read_text(encoding="utf-8"))
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
         if meta.get("parameters") != params.to_json():
             return None, {}
-        rows = pd.read_csv(dst / CSV, keep_default_na=False)
+        rows = pd.read_csv(csv_path, keep_default_na=False)
         return float(meta["stale_before"]), {r["output"]: r for r in rows.to_dict("records")}
     except (OSError, ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None, {}
 
 
+def _files(dst: Path, shard: Any) -> tuple[Path, Path]:
+    """(record, rows) of a whole run, or of one shard (kept in dst/.shards until the merge)."""
+    if shard is None:
+        return dst / JSON, dst / CSV
+    from geobench.shard import record_path
+
+    record = record_path(dst, "crop", shard)
+    return record, record.with_suffix(".csv")
+
+
 def crop_sources(sources: list[_Source], dst: str | Path, params: CropParams,
-                 workers: int = 1, strict: bool = False, origin: str = "") -> CropReport:
+                 workers: int = 1, strict: bool = False, origin: str = "",
+                 shard: Any = None) -> CropReport:
+    """`shard` (geobench.shard.Shard): crop only its contiguous share of `sources`."""
     from geobench.geometry.imagerun import ImageJob, check_unique_outputs, run_jobs, up_to_date
     from geobench.prepared import versions
 
@@ -82,17 +95,27 @@ def crop_sources(sources: list[_Source], dst: str | Path, params: CropParams,
     outs = [_outputs(s.rel, params) for s in sources]
     jobs = [ImageJob(str(s.path), tuple(str(dst / o) for o in out), s.rel.as_posix())
             for s, out in zip(sources, outs, strict=False)]
-    check_unique_outputs(jobs)
+    check_unique_outputs(jobs)  # over every share, so shards cannot collide either
+    total = len(sources)
+    if shard is not None:
+        start, end = shard.share(total)
+        sources, outs, jobs = sources[start:end], outs[start:end], jobs[start:end]
+    json_path, csv_path = _files(dst, shard)
     notes = _not_panoramas(sources)
-    stale_before, old_rows = _load_previous(dst, params)
+    stale_before, old_rows = _load_previous(json_path, csv_path, params)
     record: dict[str, Any] = {"schema": SCHEMA, "parameters": params.to_json(), "source": origin,
                               "stale_before": stale_before or time.time(), "complete": False,
                               "versions": versions(),
                               "conventions": "yaw: degrees clockwise from the panorama's "
                               "centre column; heading: compass heading of the crop centre "
                               "(panorama centre = its index heading, else north)"}
+    if shard is not None:
+        from geobench.shard import shard_fields
+
+        record["shard"] = shard_fields(shard, total)
     if stale_before is None:
-        write_json(dst / JSON, record)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(json_path, record)
     reuse = [stale_before is not None and up_to_date(job, stale_before)
              and all(o.as_posix() in old_rows for o in out) for job, out in zip(jobs, outs, strict=False)]
     todo = [job for job, r in zip(jobs, reuse, strict=False) if not r]
@@ -123,14 +146,14 @@ def crop_sources(sources: list[_Source], dst: str | Path, params: CropParams,
                          "fov": round(info["fov"], 6),
                          "heading": round(float((src.heading + info["yaw"]) % 360.0), 6)})
     frame = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-    with atomic_open(dst / CSV, "w") as handle:
+    with atomic_open(csv_path, "w") as handle:
         frame.to_csv(handle, index=False, lineterminator="\n")
     record.update(complete=not failed and interrupted is None, count=len(frame),
                   failed=[{"path": p, "error": e} for p, e in failed])
-    write_json(dst / JSON, record)
+    write_json(json_path, record)
     if interrupted is not None:
         raise Interrupted(f"interrupted; {written + sum(reuse)} of {len(sources)} panoramas "
-                          f"are cropped, recorded in {dst / CSV} and kept; re-run the same "
+                          f"are cropped, recorded in {csv_path} and kept; re-run the same "
                           f"command to continue (finished crops are skipped)") from None
     return CropReport(dst, params, written, sum(reuse), failed, frame,
                       time.perf_counter() - t0, notes=notes)
@@ -165,14 +188,56 @@ def _not_panoramas(sources: list[_Source], sample: int = 8) -> list[str]:
 
 
 def crop_folder(src: str | Path, dst: str | Path, params: CropParams, workers: int = 1,
-                strict: bool = False) -> CropReport:
+                strict: bool = False, shard: Any = None) -> CropReport:
     """Crop every panorama under a folder (or list file); panoramas are taken as north-
-    centred (CVUSA / VIGOR convention), so heading = yaw."""
+    centred (CVUSA / VIGOR convention), so heading = yaw. `shard`: a Shard crops its share
+    (records in dst/.shards); "merge" checks every share and writes crops.json / crops.csv."""
     from geobench.geometry.imagerun import list_sources
 
     found = list_sources(src, exclude=dst)
-    return crop_sources([_Source(p, r, 0.0) for p, r in found], dst, params, workers, strict,
-                        origin=str(src))
+    sources = [_Source(p, r, 0.0) for p, r in found]
+    if shard == "merge":
+        return merge_crops(sources, Path(dst), params, origin=str(src))
+    return crop_sources(sources, dst, params, workers, strict, origin=str(src), shard=shard)
+
+
+def merge_crops(sources: list[_Source], dst: Path, params: CropParams, origin: str) -> CropReport:
+    """Check every shard of a `--shard I/N` crop run, then write the crops.csv (the shards'
+    rows in source order) and crops.json one whole run writes."""
+    from geobench import shard as shards
+    from geobench.fileio import remove_stale_temps
+
+    t0 = time.perf_counter()
+    command = f"geobench crop {origin} {dst}"
+    records = shards.collect(dst, "crop", len(sources), params.to_json(), command)
+    frames = []
+    for rec in records:
+        path = shards.record_path(dst, "crop", shards.Shard(rec["shard"]["index"],
+                                                             rec["shard"]["count"]))
+        try:
+            frames.append(pd.read_csv(path.with_suffix(".csv"), keep_default_na=False,
+                                      dtype={"source": str, "output": str}))
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            raise DataError(f"{path.with_suffix('.csv')}: unreadable crop rows; re-run shard "
+                            f"{rec['shard']['index']}/{rec['shard']['count']}") from None
+    frame = pd.concat(frames, ignore_index=True)
+    missing = [o for o in frame["output"] if not (dst / o).is_file()]
+    if missing:
+        raise DataError(f"{dst / missing[0]}: missing although its shard finished "
+                        f"({len(missing)} crops in all); re-run the shard that holds it, then "
+                        f"merge again")
+    remove_stale_temps(dst)  # shards leave other machines' temporaries alone
+    with atomic_open(dst / CSV, "w") as handle:
+        frame.to_csv(handle, index=False, lineterminator="\n")
+    record = {k: v for k, v in records[0].items() if k != "shard"}
+    record.update(source=origin, stale_before=min(float(r["stale_before"]) for r in records),
+                  complete=True, count=len(frame), failed=[])
+    write_json(dst / JSON, record)
+    for rec in records:
+        shards.record_path(dst, "crop", shards.Shard(rec["shard"]["index"], rec["shard"]["count"])
+                           ).with_suffix(".csv").unlink(missing_ok=True)
+    shards.remove_records(dst, "crop")
+    return CropReport(dst, params, 0, len(sources), [], frame, time.perf_counter() - t0)
 
 
 def crop_dataset(ds: str | Path, out: str | Path, params: CropParams, *,
