@@ -130,7 +130,13 @@ def test_eval_rerank_end_to_end(asavg_run, invoke, tmp_path):
     default = evaluate_run(run, ds, "test", EvalOptions(save_topk=6), out=tmp_path / "a")
     assert default.result.metrics["rerank_k"] == 6  # the card's 50, capped at the gallery
     off = evaluate_run(run, ds, "test", EvalOptions(rerank=0, save_topk=6), out=tmp_path / "b")
-    assert "rerank_k" not in off.result.metrics
+    # Switching the card's re-ranking off leaves a trace in metrics.csv and results.h5.
+    assert off.result.metrics["rerank_k"] == 0 and "off (--rerank 0)" in off.result.metrics["rerank"]
+    assert "top 50" in off.result.metrics["rerank"]
+    off_row = read_metrics(tmp_path / "b" / "metrics.csv").iloc[0]
+    assert off_row["rerank_k"] == 0 and off_row["rerank"].startswith("off (--rerank 0)")
+    with h5py.File(tmp_path / "b" / "results.h5") as h5:
+        assert '"rerank_k": 0' in h5.attrs["metrics"]
     two = evaluate_run(run, ds, "test", EvalOptions(rerank=2, save_topk=6), out=tmp_path / "c")
     row = read_metrics(tmp_path / "c" / "metrics.csv").iloc[0]
     assert row["rerank_k"] == 2 and "global search" in row["rerank"]

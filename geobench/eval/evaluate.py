@@ -57,6 +57,8 @@ class EvalOptions:
     # Re-order each query's global top-K by the model's pair score (geobench.eval.rerank);
     # None: the model card's default where a model is evaluated, else off.
     rerank: int | None = None
+    # The model card's K when the model re-ranks by default: --rerank 0 is then recorded.
+    rerank_default: int = 0
 
     def search_options(self) -> SearchOptions:
         return SearchOptions(self.memory_bytes, self.backend, self.device,
@@ -190,6 +192,12 @@ def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,
         values["rerank"] = RERANK_LABEL  # type: ignore[assignment]
         notes.append(f"re-ranked the global top {rerank_k} of every query with the model's pair "
                      f"score; ranks beyond {rerank_k} come from the global search")
+    elif options.rerank_default:
+        values["rerank_k"] = 0
+        values["rerank"] = (f"off (--rerank 0): global search only; the model card re-ranks "  # type: ignore[assignment]
+                            f"the top {options.rerank_default}")
+        notes.append(f"not re-ranked (--rerank 0); the model's card re-ranks the global top "
+                     f"{options.rerank_default} by default")
     keep = options.save_topk
     return EvalResult(proto, nq, nr, ranks, k1, curve_k, curve_recall, values, per_query,
                       res.topk_indices[:, :keep], res.topk_scores[:, :keep], res.plan, seconds,

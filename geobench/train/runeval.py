@@ -62,11 +62,10 @@ def pair_scorer(model: Any, prepared: Prepared, split: str, protocol: str | None
 
     from geobench.train.pairscore import ImagePairScorer, ImageSet, supports_pairs
 
-    k = getattr(model.card, "rerank", 0) if options.rerank is None else options.rerank
-    if options.rerank is None and not supports_pairs(model):
-        k = 0
-    if not k:
-        return replace(options, rerank=0), None
+    default = getattr(model.card, "rerank", 0) if supports_pairs(model) else 0
+    k = default if options.rerank is None else options.rerank
+    if not k:  # off: evaluate records it where the card would have re-ranked
+        return replace(options, rerank=0, rerank_default=default), None
     _, q_src, r_src, q_paths, r_paths = eval_plan(model, prepared, split, protocol)
     scorer = ImagePairScorer(model, ImageSet(q_paths, q_src), ImageSet(r_paths, r_src),
                              memory_bytes=options.memory_bytes, **kw)
