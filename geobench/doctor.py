@@ -12,6 +12,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from geobench.errors import GeobenchError
 
@@ -103,12 +104,16 @@ def _examples(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 
-def doctor(name: str, root: Path, deep: bool = False) -> DoctorReport:
-    """Check the raw copy of dataset `name` at `root`."""
+def doctor(name: str, root: Path, deep: bool = False, shard: Any = None,
+           out: Path | None = None) -> DoctorReport:
+    """Check the raw copy of dataset `name` at `root`.
+
+    `shard` (geobench.shard): a Shard checks its share of the images and keeps what it found
+    in out/.shards; "merge" reports every share as one whole run would.
+    """
     from geobench.datasets import adapt
     from geobench.datasets.common import check_missing
     from geobench.prepared import counts
-    from geobench.progress import track
 
     root = Path(root)
     checks: list[Check] = []
@@ -144,33 +149,38 @@ def doctor(name: str, root: Path, deep: bool = False) -> DoctorReport:
     elif adapted.expected_counts:
         checks.append(Check("counts", "ok", "counts match the public release"))
 
-    damaged: list[str] = []
-    odd_size: list[str] = []
-    seen: set[str] = set()
-    for row in track(adapted.index, "checking images"):
-        rel = row["path"]
-        if rel in seen:
-            continue
-        seen.add(rel)
-        path = base / rel
-        try:
-            size = image_header(path)
-            if deep:
-                size = _decode(path)
-        except (ValueError, OSError) as exc:
-            damaged.append(f"{rel} ({exc})")
-            continue
-        expected = adapted.expected_sizes.get(row["view"])
-        if expected is not None and tuple(size) != tuple(expected):
-            odd_size.append(f"{rel} is {size[0]}x{size[1]}, expected {expected[0]}x{expected[1]}")
+    seen = list(dict.fromkeys(row["path"] for row in adapted.index))  # unique, index order
+    views = {row["path"]: row["view"] for row in adapted.index}
     how = "full decode" if deep else "header and end-marker check"
+    if shard == "merge":
+        damaged, odd_size = _merged(out, name, root, deep, len(seen))
+    else:
+        todo = seen
+        if shard is not None:
+            start, end = shard.share(len(seen))
+            todo = seen[start:end]
+        damaged, odd_size = _check_images(base, todo, views, adapted.expected_sizes, deep)
+        if shard is not None:
+            from geobench.shard import write_record
+
+            write_record(out, "doctor", shard, len(seen), {
+                "parameters": _parameters(name, root, deep), "complete": True,
+                "damaged": damaged, "odd_size": odd_size})
+            checks.append(Check("shard", "ok", f"images {start + 1}-{end} of {len(seen)} "
+                                f"checked (shard {shard.index}/{shard.count})",
+                                "run every shard, then --shard merge for the whole report"))
+            seen_count = len(todo)
+        else:
+            seen_count = len(seen)
+    if shard == "merge":
+        seen_count = len(seen)
     if damaged:
-        checks.append(Check("damaged images", "fail", f"{len(damaged)} of {len(seen)} images "
+        checks.append(Check("damaged images", "fail", f"{len(damaged)} of {seen_count} images "
                             f"are unreadable or truncated: {_examples(damaged)}",
                             "re-extract or re-download these files (the archive may have been "
                             "cut short); delete them to have prepare skip them"))
     else:
-        checks.append(Check("damaged images", "ok", f"{len(seen)} images pass the {how}"))
+        checks.append(Check("damaged images", "ok", f"{seen_count} images pass the {how}"))
     if odd_size:
         checks.append(Check("image sizes", "warn", f"{len(odd_size)} images have an unexpected "
                             f"size: {_examples(odd_size)}",
@@ -178,6 +188,7 @@ def doctor(name: str, root: Path, deep: bool = False) -> DoctorReport:
                             "will resize them; check where this copy came from"))
     elif adapted.expected_sizes:
         checks.append(Check("image sizes", "ok", "native sizes as expected"))
+    seen = set(seen)
 
     unused: list[str] = []
     for folder, exts in adapted.scan:
@@ -191,6 +202,42 @@ def doctor(name: str, root: Path, deep: bool = False) -> DoctorReport:
                             "harmless if expected (CVUSA has ~100 such panoramas); otherwise "
                             "a split file may be out of date"))
     return DoctorReport(name, root, tuple(checks))
+
+
+def _check_images(base: Path, paths: list[str], views: dict[str, str],
+                  expected_sizes: dict, deep: bool) -> tuple[list[str], list[str]]:
+    """(damaged, unexpected size) among `paths`, each an entry naming the file."""
+    from geobench.progress import track
+
+    damaged: list[str] = []
+    odd_size: list[str] = []
+    for rel in track(paths, "checking images"):
+        path = base / rel
+        try:
+            size = image_header(path)
+            if deep:
+                size = _decode(path)
+        except (ValueError, OSError) as exc:
+            damaged.append(f"{rel} ({exc})")
+            continue
+        expected = expected_sizes.get(views[rel])
+        if expected is not None and tuple(size) != tuple(expected):
+            odd_size.append(f"{rel} is {size[0]}x{size[1]}, expected {expected[0]}x{expected[1]}")
+    return damaged, odd_size
+
+
+def _parameters(name: str, root: Path, deep: bool) -> dict[str, Any]:
+    return {"dataset": name, "root": str(Path(root).resolve()), "deep": deep}
+
+
+def _merged(out: Path | None, name: str, root: Path, deep: bool, total: int
+            ) -> tuple[list[str], list[str]]:
+    from geobench.shard import collect
+
+    command = f"geobench doctor {name} --root {root}{' --deep' if deep else ''} --out {out}"
+    records = collect(out, "doctor", total, _parameters(name, root, deep), command)
+    return ([d for r in records for d in r["damaged"]],
+            [o for r in records for o in r["odd_size"]])
 
 
 def counts_of(index: list[dict], counts) -> dict[str, int]:

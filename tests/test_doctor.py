@@ -90,3 +90,27 @@ def test_doctor_cli_exit_codes(invoke, tmp_path):
     unknown = invoke("doctor", "cvusaa", "--root", raw)
     assert unknown.exit_code != 0 and "Did you mean cvusa" in unknown.output
     assert np.all([line.strip() != "Traceback" for line in unknown.output.splitlines()])
+
+
+def test_doctor_shards_then_merge_report_what_one_run_reports(invoke, tmp_path):
+    raw = layouts.cvusa(tmp_path / "CVUSA")
+    for name in ("streetview/panos/0000002.jpg", "bingmap/19/0000004.jpg"):
+        path = raw / name
+        path.write_bytes(path.read_bytes()[:-40])  # truncated: one in each half
+    whole = doctor("cvusa", raw, deep=True)
+    out = tmp_path / "chk"
+    for i in (1, 2, 3):
+        res = invoke("doctor", "cvusa", "--root", raw, "--deep", "--shard", f"{i}/3", "--out", out,
+                     "--quiet")
+        assert "shard" in res.stdout  # a share reports only its images
+    res = invoke("doctor", "cvusa", "--root", raw, "--deep", "--shard", "merge", "--out", out,
+                 "--quiet")
+    assert res.exit_code == 2 and "0000002.jpg" in res.stderr and "0000004.jpg" in res.stderr
+    from geobench.shard import MERGE
+
+    merged = doctor("cvusa", raw, deep=True, shard=MERGE, out=out)
+    assert merged.checks == whole.checks  # row for row, the same report
+    res = invoke("doctor", "cvusa", "--root", raw, "--shard", "merge", "--out", out, "--quiet")
+    assert res.exit_code != 0 and "other parameters" in res.stderr  # the shards ran --deep
+    res = invoke("doctor", "cvusa", "--root", raw, "--shard", "1/2")
+    assert res.exit_code != 0 and "--shard and --out go together" in res.stderr

@@ -10,12 +10,14 @@ from typing import Annotated, Any, Optional
 import typer
 
 from geobench.cli.common import (
+    SHARD_HELP,
     WORKERS_HELP,
     Quiet,
     command,
     difficulty_option,
     parse_size,
     print_table,
+    shard_lock,
     warn,
 )
 from geobench.errors import UsageError
@@ -194,18 +196,32 @@ def _print_prepared(ds: Any, title: str) -> None:
     print_table(title, ["split", "role", "view", "count"], rows)
 
 
-@command("doctor", examples=["geobench doctor cvusa --root data/CVUSA --deep"])
+@command("doctor", examples=["geobench doctor cvusa --root data/CVUSA --deep",
+                             "geobench doctor vigor --root data/VIGOR --deep --shard auto --out chk",
+                             "geobench doctor vigor --root data/VIGOR --deep --shard merge --out chk"])
 def doctor_cmd(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
     root: Annotated[Path, typer.Option(help="Raw dataset root.")],
     deep: Annotated[bool, typer.Option(help="Fully decode every image.")] = False,
+    shard: Annotated[Optional[str], typer.Option(help=SHARD_HELP + " Needs --out.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="With --shard: where the shards keep "
+                                                "what they found.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Check a local copy of a dataset before training on it."""
     from geobench.doctor import doctor
     from geobench.errors import DataError
+    from geobench.shard import parse_shard
 
-    report = doctor(name, root, deep=deep)
+    part = parse_shard(shard)
+    if (part is None) != (out is None):
+        raise UsageError("--shard and --out go together: the shards of a doctor run keep what "
+                         "they found in --out for --shard merge; pass both or neither")
+    if part is None:
+        report = doctor(name, root, deep=deep)
+    else:
+        with claim_output(out, "doctor", inputs={"--root": root}, **shard_lock(part)):
+            report = doctor(name, root, deep=deep, shard=part, out=out)
     print_table(f"doctor {name} {root}", ["check", "status", "detail", "fix"],
                 [[c.name, c.status.upper(), c.detail, c.fix] for c in report.checks])
     if report.usable:
