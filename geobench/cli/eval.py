@@ -70,6 +70,9 @@ def eval_cmd(
     pretrained: Annotated[Optional[str], typer.Option(help="With --model: imagenet or a "
                                                       "weights-catalog entry name.")] = None,
     preset: Annotated[Optional[str], typer.Option(help="With --model: model preset.")] = None,
+    allow_unpinned: Annotated[bool, typer.Option(
+        help="With --pretrained: fetch a catalog file whose publisher prints no sha256 (e.g. "
+             "HuggingFace, DINOv2); its computed sha256 is printed and recorded.")] = False,
     checkpoint: Annotated[Optional[str], typer.Option(
         help="RUN mode: best, last or a checkpoint file [default: best when the run has one].")
     ] = None,
@@ -117,7 +120,8 @@ def eval_cmd(
             summary = evaluate_weights(model, data, out, split, EvalOptions(
                 protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
                 save_topk=save_topk, save_descriptors=save_descriptors, ties=ties, **approx),
-                weights=weights, pretrained=pretrained, preset=preset, **embed)
+                weights=weights, pretrained=pretrained, preset=preset,
+                allow_unpinned=allow_unpinned, **embed)
         for note in summary.notes:
             typer.echo(f"warning: {one_line(note)}", err=True)
         _print_eval(summary)

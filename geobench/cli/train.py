@@ -67,17 +67,22 @@ def _weights_rows(name: str) -> list[list[Any]]:
     from geobench.models.pretrained import backbone_family, load_weights_catalog
 
     backbone, entry = recipe_weights(name)
+    catalog = load_weights_catalog()
+    released = [e.name for e in catalog.values() if e.loads == "model" and name in e.models]
+    tail = ([["weights (released)", ", ".join(released) + " (--pretrained NAME; unpinned: "
+              "--allow-unpinned)"]] if released else [])
     if not backbone:
-        return [["weights (paper recipe)", "no backbone argument: see the model's notes"]]
+        return [["weights (paper recipe)", "no backbone argument: see the model's notes"], *tail]
     start = (f"{entry.name}: {entry.url} ({entry.license}; --pretrained imagenet, the default)"
              if entry else f"none: no catalog entry for backbone {backbone}, so the paper recipe "
                            f"starts from random weights (pass --weights FILE)")
-    others = [e.name for e in load_weights_catalog().values()
-              if e.backbone == backbone_family(backbone) and (entry is None or e.name != entry.name)]
+    others = [e.name for e in catalog.values()
+              if e.loads == "backbone" and e.backbone == backbone_family(backbone)
+              and (entry is None or e.name != entry.name)]
     rows = [["weights (paper recipe)", start]]
     if others:
         rows.append(["weights (also fit)", ", ".join(others) + " (--pretrained NAME)"])
-    return rows
+    return rows + tail
 
 
 @command("train", examples=[

@@ -20,6 +20,10 @@ class RandomInitWarning(GeobenchWarning):
     """A paper recipe is about to train from random weights."""
 
 
+class UnpinnedWeightsWarning(GeobenchWarning):
+    """A catalog file with no published hash was used; its computed sha256 is shown."""
+
+
 def default_choice(preset: str | None) -> str:
     """The paper recipe starts from ImageNet weights; presets (tiny) from scratch."""
     return "imagenet" if preset is None else "none"
@@ -56,14 +60,20 @@ class Start:
     entry: Any = None               # geobench.models.pretrained.WeightsEntry
     fetched: Any = None             # geobench.models.pretrained.Fetched
 
+    @property
+    def model_args(self) -> dict[str, Any]:
+        """The architecture a whole-model catalog file is for (e.g. CosPlace ResNet-101 512-D)."""
+        return dict(self.entry.model_args) if self.entry is not None else {}
+
 
 def plan_start(model: str, preset: str | None = None, model_args: dict[str, Any] | None = None,
                weights: str | None = None, pretrained: str | None = None,
-               explicit: bool | None = None) -> Start:
+               explicit: bool | None = None, allow_unpinned: bool = False) -> Start:
     """Resolve (and fetch) what `model` starts from; warns if a paper recipe starts at random.
 
     `pretrained` None means the default for `preset`; `explicit` (default: it was given)
     makes `imagenet` without a catalog file an error rather than the paper-recipe warning.
+    `allow_unpinned` lets an entry without a published sha256 be fetched (`--allow-unpinned`).
     """
     if weights is not None:
         if not Path(weights).is_file():
@@ -75,9 +85,10 @@ def plan_start(model: str, preset: str | None = None, model_args: dict[str, Any]
     choice = pretrained or default_choice(preset)
     explicit = pretrained is not None if explicit is None else explicit
     backbone = backbone_of(model, preset, model_args)
-    if not backbone:  # no registered backbone: nothing in the catalog fits
+    from geobench.models.pretrained import CHOICES, check_unpinned, choose, fetch_weights
+
+    if not backbone and choice in CHOICES:  # no registered backbone: only a named entry fits
         return Start(model, choice=choice)
-    from geobench.models.pretrained import choose, fetch_weights
 
     entry = choose(choice, backbone, model)
     if entry is None:
@@ -91,7 +102,14 @@ def plan_start(model: str, preset: str | None = None, model_args: dict[str, Any]
                           f"published numbers assume pretrained weights", RandomInitWarning,
                           stacklevel=2)
         return Start(model, choice=choice, backbone=backbone)
-    return Start(model, choice=choice, backbone=backbone, entry=entry, fetched=fetch_weights(entry))
+    check_unpinned(entry, allow_unpinned)
+    fetched = fetch_weights(entry, allow_unpinned=allow_unpinned)
+    if not fetched.pinned:
+        warnings.warn(f"{entry.name}: unpinned file ({fetched.path}), sha256 {fetched.sha256} "
+                      f"computed here and recorded with the results; to pin it, add `sha256: "
+                      f"{fetched.sha256}` to a copy of the catalog (GEOBENCH_WEIGHTS_CATALOG)",
+                      UnpinnedWeightsWarning, stacklevel=2)
+    return Start(model, choice=choice, backbone=backbone, entry=entry, fetched=fetched)
 
 
 def _counts(reports: list[Any]) -> dict[str, int]:
@@ -119,11 +137,18 @@ def apply_start(model: Any, start: Start) -> dict[str, Any]:
         if not start.backbone:
             record["note"] = "the model has no registered backbone"
         return record
-    from geobench.models.weights import read_state_dict
-
     path = start.fetched.path
-    state = read_state_dict(path)  # read once for every tower
-    reports = [bb.load_weights(str(path), state=state) for bb in model.backbones()]
+    if start.entry.loads == "model":  # a released whole model, in its publisher's layout
+        from geobench.models.released import load_model_weights
+
+        reports = [load_model_weights(model, path)]
+    else:
+        from geobench.models.weights import read_state_dict
+
+        state = read_state_dict(path)  # read once for every tower
+        reports = [bb.load_weights(str(path), state=state) for bb in model.backbones()]
+    if not start.fetched.pinned:
+        record["pinned"] = False  # the sha256 below was computed here, not published
     record.update({"name": start.entry.name, "url": start.entry.url,
                    "sha256": start.fetched.sha256, "path": str(path),
                    "fetched": start.fetched.action, "format": start.entry.format,

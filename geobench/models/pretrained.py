@@ -25,6 +25,7 @@ from geobench.errors import DataError, SchemaError, UsageError
 
 SCHEMA = "geobench.weights/1"
 FORMATS = ("torchvision", "timm", "official")
+LOADS = ("backbone", "model")
 CHOICES = ("imagenet", "none")
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
 # Registered-backbone names and the tower names the model zoo uses, to one catalog family.
@@ -37,12 +38,19 @@ class WeightsEntry:
     name: str
     backbone: str
     url: str
-    sha256: str          # full hex, or a prefix of at least 8 hex digits
+    sha256: str          # full hex, a prefix of at least 8 hex digits, or "" (unpinned)
     format: str
     license: str
     source: str
     tags: tuple[str, ...] = ()
     models: tuple[str, ...] = ()  # registered models whose paper recipe starts from this file
+    loads: str = "backbone"       # backbone: into every backbone; model: a whole released model
+    model_args: tuple[tuple[str, Any], ...] = ()  # the architecture the file is for (loads: model)
+
+    @property
+    def pinned(self) -> bool:
+        """False for files whose publisher prints no hash (`sha256: null`)."""
+        return bool(self.sha256)
 
     @property
     def file_name(self) -> str:
@@ -58,7 +66,8 @@ class WeightsEntry:
         names files), else prefixed with the entry name, so `model.safetensors` files of
         different entries never overwrite each other."""
         stem = self.file_name.split(".")[0]
-        return self.file_name if stem.endswith(self.sha256[:8]) else f"{self.name}--{self.file_name}"
+        named = self.pinned and stem.endswith(self.sha256[:8])
+        return self.file_name if named else f"{self.name}--{self.file_name}"
 
 
 def backbone_family(name: str) -> str:
@@ -81,14 +90,24 @@ def _entry(path: Path, i: int, raw: Any) -> WeightsEntry:
     where = f"weights[{i}]"
     if not isinstance(raw, dict):
         raise _fail(path, where, "expected a mapping with name, backbone, url, sha256, format")
-    missing = [k for k in ("name", "backbone", "url", "sha256", "format", "license", "source")
+    missing = [k for k in ("name", "backbone", "url", "format", "license", "source")
                if not raw.get(k)]
+    if "sha256" not in raw:  # null is allowed (unpinned) but must be said explicitly
+        missing.append("sha256 (or sha256: null for a file whose publisher prints no hash)")
     if missing:
         raise _fail(path, f"{where} ({raw.get('name', '?')})", f"missing {', '.join(missing)}")
     where = f"weights[{i}] ({raw['name']})"
-    digest = str(raw["sha256"]).lower()
-    if not _HEX.match(digest):
+    digest = "" if raw["sha256"] is None else str(raw["sha256"]).lower()
+    if raw["sha256"] is not None and not _HEX.match(digest):
         raise _fail(path, where, f"sha256 {raw['sha256']!r} is not 8 to 64 hex digits")
+    loads = str(raw.get("loads") or "backbone")
+    if loads not in LOADS:
+        raise _fail(path, where, f"loads {loads!r} is not one of {', '.join(LOADS)}")
+    if loads == "model" and not raw.get("models"):
+        raise _fail(path, where, "loads: model needs models: [the registered models it loads into]")
+    args = raw.get("model_args") or {}
+    if not isinstance(args, dict):
+        raise _fail(path, where, f"model_args must be a mapping, got {type(args).__name__}")
     if raw["format"] not in FORMATS:
         raise _fail(path, where, f"format {raw['format']!r} is not one of {', '.join(FORMATS)}")
     if not str(raw["url"]).startswith(("https://", "http://")):
@@ -97,10 +116,11 @@ def _entry(path: Path, i: int, raw: Any) -> WeightsEntry:
         name=str(raw["name"]), backbone=str(raw["backbone"]), url=str(raw["url"]), sha256=digest,
         format=str(raw["format"]), license=str(raw["license"]), source=str(raw["source"]),
         tags=tuple(str(t) for t in raw.get("tags") or ()),
-        models=tuple(str(m) for m in raw.get("models") or ()))
+        models=tuple(str(m) for m in raw.get("models") or ()), loads=loads,
+        model_args=tuple(sorted((str(k), v) for k, v in args.items())))
     if not entry.file_name:
         raise _fail(path, where, f"url {entry.url!r} names no file")
-    if not entry.full_hash and not entry.file_name.split(".")[0].endswith(digest):
+    if entry.pinned and not entry.full_hash and not entry.file_name.split(".")[0].endswith(digest):
         raise _fail(path, where, f"a sha256 prefix must be the one the file name carries "
                                  f"({entry.file_name}); give the full sha256 otherwise")
     return entry
@@ -133,8 +153,9 @@ def choose(choice: str, backbone: str, model: str | None = None,
     family = backbone_family(backbone)
     if choice == "none":
         return None
-    if choice == "imagenet":
-        fits = [e for e in catalog.values() if e.backbone == family]
+    if choice == "imagenet":  # never a whole released model, never an unpinned file
+        fits = [e for e in catalog.values()
+                if e.backbone == family and e.loads == "backbone" and e.pinned]
         return (next((e for e in fits if model is not None and model in e.models), None)
                 or next((e for e in fits if "imagenet" in e.tags), None))
     entry = catalog.get(choice)
@@ -144,6 +165,12 @@ def choose(choice: str, backbone: str, model: str | None = None,
         raise UsageError(f"--pretrained {choice!r}: no such entry in {catalog_path()}{hint}; use "
                          f"imagenet, none or an entry name (`geobench models NAME` shows the "
                          f"entries for a model)")
+    if entry.loads == "model" or (model is not None and model in entry.models):
+        if model is not None and model not in entry.models:
+            raise UsageError(f"--pretrained {choice}: the file is a released "
+                             f"{', '.join(entry.models)} model, not {model}; pass --model "
+                             f"{entry.models[0]}")
+        return entry
     if entry.backbone != family:
         raise UsageError(f"--pretrained {choice}: the file is for backbone {entry.backbone}, but "
                          f"this model uses {backbone}; pick an entry for {family} or `imagenet`")
@@ -166,6 +193,8 @@ def torch_hub_dir() -> Path:
 
 
 def _matches(entry: WeightsEntry, digest: str) -> bool:
+    if not entry.pinned:  # nothing to compare with: the digest is printed and recorded
+        return True
     return digest == entry.sha256 if entry.full_hash else digest.startswith(entry.sha256)
 
 
@@ -174,19 +203,36 @@ class Fetched:
     path: Path
     sha256: str      # of the bytes on disk (full hex)
     action: str      # downloaded | resumed | cached | torch-cache
+    pinned: bool = True  # False: nothing verified it; the sha256 is the one computed here
 
 
-def fetch_weights(entry: WeightsEntry, timeout: float = 60.0) -> Fetched:
-    """The verified local file of `entry`: cache, PyTorch's cache, else downloaded."""
+def check_unpinned(entry: WeightsEntry, allow_unpinned: bool) -> None:
+    """An unpinned entry is fetched only when the user says so (before any work)."""
+    if not entry.pinned and not allow_unpinned:
+        raise UsageError(f"--pretrained {entry.name}: its publisher prints no sha256 ({entry.source}), "
+                         f"so the file cannot be verified; pass --allow-unpinned to fetch it anyway "
+                         f"(its sha256 is printed and recorded), or pin it in your own catalog "
+                         f"(GEOBENCH_WEIGHTS_CATALOG) or pass --weights FILE")
+
+
+def fetch_weights(entry: WeightsEntry, timeout: float = 60.0,
+                  allow_unpinned: bool = False) -> Fetched:
+    """The verified local file of `entry`: cache, PyTorch's cache, else downloaded.
+
+    An unpinned entry needs `allow_unpinned`; its file is then not verified, and the
+    returned sha256 (of the bytes on disk) is what the caller prints and records.
+    """
     from geobench.download import fetch
     from geobench.fileio import sha256_file
+
+    check_unpinned(entry, allow_unpinned)
 
     dest = cache_dir() / entry.cache_name
     for where, action in ((dest, "cached"), (torch_hub_dir() / entry.file_name, "torch-cache")):
         if where.is_file():
             digest = sha256_file(where)
             if _matches(entry, digest):
-                return Fetched(where, digest, action)
+                return Fetched(where, digest, action, entry.pinned)
             if action == "cached":
                 where.unlink()  # ours and corrupt: fetch it again
     # Downloaded under a staging name and renamed only once the hash matches, so a
@@ -215,4 +261,4 @@ def fetch_weights(entry: WeightsEntry, timeout: float = 60.0) -> Fetched:
                         f"(catalog {catalog_path()}); it was deleted. Re-run to retry, or fix the "
                         f"entry {entry.name}")
     os.replace(staging, dest)
-    return Fetched(dest, digest, got.action)
+    return Fetched(dest, digest, got.action, entry.pinned)

@@ -308,7 +308,8 @@ def _row_record(run: Path, state: dict[str, Any]) -> dict[str, Any]:
 def evaluate_weights(model_name: str, data: str | Path, out: str | Path, split: str = "test",
                      options: Any = None, *, weights: str | Path | None = None,
                      pretrained: str | None = None, preset: str | None = None,
-                     batch_size: int = 32, device: str = "cpu", workers: int = 0) -> Any:
+                     batch_size: int = 32, device: str = "cpu", workers: int = 0,
+                     allow_unpinned: bool = False) -> Any:
     """`geobench eval --model NAME --weights FILE|--pretrained X --data DS --out DIR`.
 
     Evaluates a registered model as loaded from a weight file (e.g. a released checkpoint)
@@ -325,8 +326,10 @@ def evaluate_weights(model_name: str, data: str | Path, out: str | Path, split: 
     if weights is None and pretrained is None:
         raise UsageError(f"--model {model_name}: pass --weights FILE or --pretrained NAME|imagenet "
                          f"(what to evaluate it with)")
-    start = plan_start(model_name, preset, {}, str(weights) if weights else None, pretrained)
-    model = cards.build(model_name, preset, {})
+    start = plan_start(model_name, preset, {}, str(weights) if weights else None, pretrained,
+                       allow_unpinned=allow_unpinned)
+    model_args = start.model_args  # a catalog file for one variant (e.g. CosPlace 512-D)
+    model = cards.build(model_name, preset, model_args)
     init = apply_start(model, start)
     model.to(device).eval()
     prepared = read_prepared(data)
@@ -345,7 +348,7 @@ def evaluate_weights(model_name: str, data: str | Path, out: str | Path, split: 
                    reference_uids=list(s.references["uid"]), attrs=attrs)
     from geobench.models.variant import model_record
 
-    record = model_record(model_name, preset, {})
+    record = model_record(model_name, preset, model_args)
     prov = Provenance(run=f"{model_name}+{init['name']}", dataset=name, split=split,
                       model=model_name, checkpoint_sha256=init.get("sha256", ""),
                       dataset_sha256=attrs["dataset_sha256"],

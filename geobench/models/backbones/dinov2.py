@@ -118,6 +118,8 @@ class DinoV2(Backbone):
         # Hub checkpoints carry it (DINOv2's masked-image pretraining); nothing here uses
         # it, so it takes no gradient.
         self.mask_token = nn.Parameter(torch.zeros(1, dim), requires_grad=False) if mask_token else None
+        if not mask_token:  # MegaLoc drops it; a hub file still loads (the token skipped)
+            self.dropped_prefixes = ("mask_token",)
         rates = linear_rates(drop_path_rate, depth)
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, layer_scale, rates[i])
                                     for i in range(depth))
