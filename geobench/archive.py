@@ -8,7 +8,10 @@
    archive itself is reported).
 3. geobench writes the members itself, into a private staging folder inside the target:
    folders and files first, links last, so no write ever goes through a link; then every
-   link is resolved on disk and must stay inside the staging folder.
+   link is resolved on disk and must stay inside the staging folder, and every link (new,
+   or already in the target) must stay inside the target once the staged tree is moved
+   there: archives extracted one after another into one folder cannot chain out
+   (`p -> .` from one, `q -> p/..` from the next).
 4. Only then is the tree moved into the target (a rename per entry), never through a link
    already there. A kill leaves only the staging folder, which the next run removes, so
    no partial member ever sits under its final name.
@@ -70,7 +73,7 @@ def _inside(name: str) -> bool:
 
 def _refuse(archive: Path, member: str, why: str) -> DataError:
     return DataError(f"{archive}: refused to extract, member {member!r} {why}; nothing was "
-                     f"written. Do not use this archive; download it again from the "
+                     f"extracted. Do not use this archive; download it again from the "
                      f"official source")
 
 
@@ -113,8 +116,12 @@ def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[Member]:
     return members
 
 
-def _check(archive: Path, members: list[Member]) -> None:
+def _check(archive: Path, members: list[Member], target: Path) -> None:
     links = {m.name for m in members if m.kind == "symlink"}
+    # geobench's own files in the target: a member there would replace them (a member named
+    # like the copied archive replaced the copy, and the next run lost the member)
+    ours = {os.path.abspath(archive): "the archive itself",
+            os.path.abspath(_marker(archive, target)): "geobench's record of this extraction"}
     files = {m.name for m in members if m.kind == "file"}
 
     def under_link(name: str) -> str | None:
@@ -126,6 +133,12 @@ def _check(archive: Path, members: list[Member]) -> None:
         return None
 
     for m in members:
+        what = ours.get(os.path.abspath(target / m.name))
+        if what is not None:
+            raise _refuse(archive, m.name, f"would replace {what} in {target}; rename the "
+                                           f"archive (or extract it into another folder)")
+        if "\0" in m.link:
+            raise _refuse(archive, m.name, "has a NUL byte in its link target")
         link = under_link(m.name)
         if link is not None:
             raise _refuse(archive, m.name, f"lies under the link {link!r}, so it could be "
@@ -213,6 +226,76 @@ def _extract_into(archive: Path, members: list[Member], opener: Any, staging: Pa
                                                f"the target folder")
 
 
+def _links(root: Path, skip: Path) -> list[str]:
+    """Relative paths of the symlinks under `root` (not followed; `skip` left out)."""
+    found, stack = [], [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.path == str(skip):
+                    continue
+                if entry.is_symlink():
+                    found.append(os.path.relpath(entry.path, root))
+                elif entry.is_dir():
+                    stack.append(entry.path)
+    return found
+
+
+def _resolve(rel: str, target: str, staging: str | None) -> str:
+    """Where TARGET/rel leads, link by link, seeing the target as it will be once the
+    staged entries are moved in (a staged entry wins over what is on disk); None for
+    `staging` sees the target as it is now."""
+
+    def link_text(path: str) -> str | None:
+        candidates = [path]
+        if staging is not None and (path + "/").startswith(target + "/"):
+            candidates.insert(0, staging + path[len(target):])
+        for candidate in candidates:
+            if os.path.lexists(candidate):
+                return os.readlink(candidate) if os.path.islink(candidate) else None
+        return None
+
+    path, pending, hops = target, rel.split("/"), 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            path = os.path.dirname(path)
+            continue
+        step = os.path.join(path, part)
+        text = link_text(step)
+        if text is None:
+            path = step
+            continue
+        hops += 1
+        if hops > 40:  # a loop: it leads nowhere, so not outside either
+            return target
+        path = "/" if text.startswith("/") else path
+        pending = text.split("/") + pending
+    return path
+
+
+def _check_links_with_target(archive: Path, staging: Path, target: Path) -> None:
+    """Links must stay inside `target` as it will be: new links resolved against what is
+    already there, and links already there must not be turned outwards by new entries."""
+    root, stage = os.path.realpath(target), os.path.realpath(staging)
+
+    def inside(path: str) -> bool:
+        return path == root or path.startswith(root + os.sep)
+
+    for rel in _links(staging, staging):
+        if not inside(_resolve(rel, root, stage)):
+            raise _refuse(archive, rel, f"is a link to {os.readlink(staging / rel)!r} that, "
+                                        f"with what is already in {target}, resolves outside "
+                                        f"the target folder")
+    for rel in _links(target, staging):
+        if inside(_resolve(rel, root, None)) and not inside(_resolve(rel, root, stage)):
+            raise DataError(f"{archive}: refused to extract, its entries would turn the link "
+                            f"{rel!r} already in {target} to a place outside that folder; "
+                            f"nothing was extracted. Extract it into another folder")
+
+
 def _plan(archive: Path, staging: Path, target: Path, moves: list[tuple[Path, Path]]) -> None:
     """Pair staged entries with their destinations without writing through any link."""
     for entry in sorted(os.scandir(staging), key=lambda e: e.name):
@@ -269,13 +352,14 @@ def extract(archive: Path, target: Path) -> bool:
     try:
         handle, members, opener = _read_members(archive)
         with handle:
-            _check(archive, members)
+            _check(archive, members, target)
             target.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(target)  # staging folders of killed extractions
             _check_space(archive, target, members)
             staging = Path(tempfile.mkdtemp(prefix=f".geobench-staging-p{os.getpid()}-",
                                             dir=target))
             _extract_into(archive, members, opener, staging)
+            _check_links_with_target(archive, staging, target)
         moves: list[tuple[Path, Path]] = []
         _plan(archive, staging, target, moves)
         for src, dest in moves:

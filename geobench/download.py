@@ -215,6 +215,7 @@ def _from_path(name: str, source: Path, target: Path) -> tuple[FileResult, ...]:
         raise DataError(f"{source}: not a zip or tar archive nor a folder; pass the archive "
                         f"you downloaded or the extracted folder")
     copy = target / source.name
+    created, copied = not target.exists(), False
     target.mkdir(parents=True, exist_ok=True)
     if copy.resolve() != source.resolve():
         part = copy.with_name(copy.name + ".part")
@@ -228,7 +229,15 @@ def _from_path(name: str, source: Path, target: Path) -> tuple[FileResult, ...]:
                 raise disk_full(copy, source.stat().st_size - written, at_least=False) from None
             raise
         os.replace(part, copy)
-    done = extract(copy, target)
+        copied = True
+    try:
+        done = extract(copy, target)
+    except DataError:
+        if copied:  # refused: the copy is of no use, and the message says nothing was kept
+            copy.unlink(missing_ok=True)
+            if created and not any(target.iterdir()):
+                target.rmdir()
+        raise
     return (FileResult(source.name, copy, copy.stat().st_size, sha256_file(copy), "copied",
                        "extracted" if done else "already extracted"),)
 

@@ -11,6 +11,7 @@ hangs. Each worker calls `watch_parent(pid)` first:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -42,6 +43,26 @@ def _watch(parent: int) -> None:
         time.sleep(POLL_SECONDS)
         if _orphaned(parent):
             os._exit(1)  # no cleanup: the parent that wanted the results is gone
+
+
+@contextlib.contextmanager
+def workers_ignore_ctrl_c(start_method: str = "fork"):
+    """Start worker processes inside this block: they never receive SIGINT. A Ctrl-C that
+    arrives meanwhile is held and raised in this process when the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no process groups to signal
+        yield
+        return
+    if start_method != "fork":
+        # The first spawn starts multiprocessing's resource tracker, which unblocks SIGINT
+        # in this thread when it is up: have it up before blocking.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def watch_parent(parent: int) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from geobench.bench.check import CheckResult
 from geobench.bench.collect import BenchRun
 from geobench.bench.rows import FIELDS, BenchRow
-from geobench.fileio import atomic_open, atomic_path
+from geobench.fileio import atomic_h5, atomic_open
 
 CSV_COLUMNS = FIELDS + ("peer", "status", "params", "error", "samples")
 CHECK_COLUMNS = ("stage", "case", "metric", "target", "baseline", "current", "change",
@@ -45,7 +45,7 @@ def write_h5(path: Path, run: BenchRun, check: CheckResult | None) -> None:
 
     text = h5py.string_dtype("utf-8")
     records = [r.as_dict() for r in run.rows]
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+    with atomic_h5(path, 64 * len(CSV_COLUMNS) * (len(records) + 1)) as h5:
         h5.attrs["schema"] = "geobench.bench/1"
         for key, value in run.meta.items():
             h5.attrs[key] = json.dumps(value) if isinstance(value, dict) else value

@@ -19,7 +19,7 @@ import numpy as np
 
 from geobench.errors import DataError, SchemaError
 from geobench.eval.csr import CSR
-from geobench.fileio import atomic_path
+from geobench.fileio import atomic_h5, h5_bytes
 
 SCHEMA = "geobench.features/1"
 QUERY, REFERENCE = "/query/descriptors", "/reference/descriptors"
@@ -251,7 +251,14 @@ def write_features(path: str | Path, query: np.ndarray, reference: np.ndarray,
     import h5py
 
     path = Path(path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+    size = np.dtype(dtype).itemsize if dtype is not None else None
+    data = sum(int(np.prod(src.shape)) * (size or np.dtype(src.dtype).itemsize)
+               for src in (query, reference))
+    data += h5_bytes(positives.indptr, positives.indices, query_latlon, reference_latlon,
+                     query_uids, reference_uids)
+    if semi_positives is not None:
+        data += h5_bytes(semi_positives.indptr, semi_positives.indices)
+    with atomic_h5(path, data) as h5:
         h5.attrs["schema"] = SCHEMA
         for key, value in (attrs or {}).items():
             h5.attrs[key] = "" if value is None else value

@@ -27,7 +27,7 @@ import numpy as np
 
 from geobench.errors import DataError, SchemaError
 from geobench.eval.ties import REFERENCE as TIES_REFERENCE
-from geobench.fileio import atomic_open, atomic_path
+from geobench.fileio import atomic_h5, atomic_open, h5_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,7 +137,12 @@ def write_results(out_dir: str | Path, result: EvalResult, provenance: Provenanc
              "model_args": json.dumps(provenance.model_args, sort_keys=True, default=str),
              "weights": json.dumps(provenance.weights, sort_keys=True, default=str)}
     results_path, metrics_path = out / RESULTS_FILE, out / METRICS_FILE
-    with atomic_path(results_path) as tmp, h5py.File(tmp, "w") as h5:
+    data = h5_bytes(result.ranks, result.tied_nonpositives, result.tied_positives,
+                    result.n_positives, np.asarray(result.curve_k),
+                    np.asarray(result.curve_recall), np.asarray(result.topk_indices),
+                    np.asarray(result.topk_scores), *map(np.asarray, result.per_query.values()),
+                    *(descriptors or ()), query_uids, reference_uids)
+    with atomic_h5(results_path, data) as h5:
         h5.attrs.update(attrs)
         _dataset(h5, "ranks", np.asarray(result.ranks, dtype=np.int64))
         if result.tied_nonpositives is not None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from geobench.eval.features import QUERY, REFERENCE, write_features
-from geobench.fileio import atomic_path
+from geobench.fileio import H5_SLACK, atomic_h5, require_space
 from geobench.train import distributed as dist
 from geobench.train.evalplan import eval_plan, without_images
 
@@ -88,7 +88,11 @@ def embed_to_features(model: Any, prepared: Any, split: str, protocol: str, path
     kw = dict(batch_size=batch_size, device=device, workers=workers, ctx=ctx, amp=amp, bad=bad)
     shard = path.with_name(f"{path.name}.rank{ctx.rank}-of-{ctx.world_size}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(shard) as tmp, h5py.File(tmp, "w") as h5:
+    data = (len(q_paths) + len(r_paths)) * dim * np.dtype(dtype).itemsize
+    # the shards and the merged file are on disk together: refuse before embedding
+    require_space(path.parent, 2 * data + (ctx.world_size + 1) * H5_SLACK,
+                  f"embedding {len(q_paths) + len(r_paths):,} images into {path.name}")
+    with atomic_h5(shard, data // ctx.world_size + dim * 4) as h5:
         _embed_shard(model, q_paths, q_src, h5, QUERY, dim, dtype, **kw)
         _embed_shard(model, r_paths, r_src, h5, REFERENCE, dim, dtype, **kw)
     dist.barrier(ctx)

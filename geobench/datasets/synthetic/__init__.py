@@ -18,8 +18,8 @@ from typing import Any
 from geobench.datasets.synthetic.difficulty import PRESETS, Difficulty, resolve_difficulty
 from geobench.datasets.synthetic.options import LAYOUTS, SyntheticOptions
 from geobench.datasets.synthetic.pool import remove_journals
-from geobench.errors import Interrupted, UsageError
-from geobench.fileio import write_json
+from geobench.errors import DiskFullError, Interrupted, UsageError
+from geobench.fileio import disk_full, is_disk_full, write_json
 
 __all__ = ["SyntheticOptions", "Difficulty", "PRESETS", "LAYOUTS", "generate",
            "prepare_synthetic", "plan_sites", "difficulty_of", "GENERATOR_VERSION"]
@@ -69,28 +69,32 @@ def generate(options: SyntheticOptions) -> Path:
     """Write the raw layout into options.out and return that path.
 
     The tree is written beside `out` and renamed into place only when complete, so an
-    interrupted run leaves no half-written dataset. Same options, same bytes.
+    interrupted run leaves no half-written dataset. Same options, same bytes: a finished
+    world with these options (a run stopped after it, before indexing) is reused as it is.
     """
     from geobench.datasets.synthetic import layout_vigor, layouts
 
     diff = difficulty_of(options)
     n_test = n_test_pairs(options, diff)
     out = Path(options.out)
+    description = _describe(options, diff, n_test)
+    if not options.overwrite and _same_world(out, description):
+        return out
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not options.overwrite:
         raise UsageError(f"{out}: already exists and is not empty; choose another --out or "
                          f"pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial"
-    description = _describe(options, diff, n_test)
-    resumed = _reuse_partial(tmp, description)
+    state = _reuse_partial(tmp, description)
     try:
-        writer = {"cvusa": layouts.write_cvusa, "vigor": layout_vigor.write_vigor,
-                  "vg": layouts.write_vg}[options.layout]
-        rows = writer(options, diff, tmp, n_test)
-        layouts.write_locations(tmp, rows)
-        write_json(tmp / META_FILE, description)
-        remove_journals(tmp)
-        (tmp / PARTIAL_FILE).unlink(missing_ok=True)
+        if state != "complete":
+            writer = {"cvusa": layouts.write_cvusa, "vigor": layout_vigor.write_vigor,
+                      "vg": layouts.write_vg}[options.layout]
+            rows = writer(options, diff, tmp, n_test)
+            layouts.write_locations(tmp, rows)
+            write_json(tmp / META_FILE, description)  # last: it marks the tree complete
+            remove_journals(tmp)
+            (tmp / PARTIAL_FILE).unlink(missing_ok=True)
         if out.exists():
             trash = out.parent / f".{out.name}.old"
             shutil.rmtree(trash, ignore_errors=True)
@@ -100,19 +104,40 @@ def generate(options: SyntheticOptions) -> Path:
     except KeyboardInterrupt:
         # Keep what is finished: every image is complete (written atomically) and recorded.
         raise Interrupted(f"interrupted; the images finished so far are kept in {tmp}"
-                          f"{' (this run had resumed from it)' if resumed else ''}; re-run the "
-                          f"same command to continue from them") from None
+                          f"{' (this run had resumed from it)' if state != 'fresh' else ''}; "
+                          f"re-run the same command to continue from them") from None
+    except DiskFullError:
+        raise  # it says the completed files are kept, and the re-run continues from them
+    except OSError as exc:
+        if not is_disk_full(exc, tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        raise disk_full(tmp, 0) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
 
 
-def _reuse_partial(tmp: Path, description: dict[str, Any]) -> bool:
-    """Resume into `tmp` if an interrupted run with identical options left it; else start
-    it empty. Returns whether a partial run is resumed."""
+def _same_world(folder: Path, description: dict[str, Any]) -> bool:
+    """`folder` holds a finished world generated with these options (its synthetic.json,
+    written last, says so)."""
     import json
 
+    try:
+        return json.loads((folder / META_FILE).read_text(encoding="utf-8")) == json.loads(
+            json.dumps(description, default=str))
+    except (OSError, ValueError):
+        return False
+
+
+def _reuse_partial(tmp: Path, description: dict[str, Any]) -> str:
+    """Resume into `tmp` if an interrupted run with identical options left it; else start
+    it empty. Returns "complete" (only the final rename was missing), "resumed" or "fresh"."""
+    import json
+
+    if _same_world(tmp, description):
+        return "complete"
     marker = tmp / PARTIAL_FILE
     try:
         same = json.loads(marker.read_text(encoding="utf-8")) == json.loads(
@@ -120,21 +145,23 @@ def _reuse_partial(tmp: Path, description: dict[str, Any]) -> bool:
     except (OSError, ValueError):
         same = False
     if same:
-        return True
+        return "resumed"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     write_json(marker, description)
-    return False
+    return "fresh"
 
 
 def prepare_synthetic(options: SyntheticOptions, ds: str | Path,
                       adapter_options: Mapping[str, Any] | None = None):
     """generate() into options.out, then index it with the layout's adapter into `ds`."""
+    from geobench.datasets import prepare_dataset
+
     raw = generate(options)
     try:
-        from geobench.datasets import prepare_dataset
-    except ImportError as exc:  # the adapters land with another issue
-        raise UsageError(f"the {options.layout} adapter is not available yet ({exc}); the raw "
-                         f"layout is written to {raw}") from None
-    return prepare_dataset(options.layout, raw, Path(ds), dict(adapter_options or {}),
-                           label=f"synthetic-{options.layout}")
+        return prepare_dataset(options.layout, raw, Path(ds), dict(adapter_options or {}),
+                               label=f"synthetic-{options.layout}")
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted before the index was written; the generated world in "
+                          f"{raw} is complete and kept; re-run the same command to index it "
+                          f"(the world is not rendered again)") from None

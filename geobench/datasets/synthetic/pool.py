@@ -10,9 +10,9 @@ with workers > 1 needs the usual `if __name__ == "__main__":` guard.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
-import queue as queue_mod
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -23,6 +23,7 @@ from typing import Any
 from geobench.datasets.synthetic.difficulty import Difficulty
 from geobench.datasets.synthetic.options import SyntheticOptions
 from geobench.datasets.synthetic.sites import Site
+from geobench.fileio import disk_full_or
 from geobench.progress import bar
 
 MIN_TASKS_PER_WORKER = 100  # below this, start-up and a second district build cost more than they save
@@ -47,8 +48,11 @@ class Journal:
     """Finished tasks of an interrupted run, so the re-run renders only the rest.
 
     After a task's files are written (each atomically), its (task number, result) is
-    appended to a per-process file in the partial output folder. A record is therefore
-    proof that the task's files are complete; a record cut short by a kill is ignored.
+    appended as one JSON line to a per-process file in the partial output folder. A record
+    is therefore proof that the task's files are complete; a record cut short by a kill is
+    ignored. JSON, never pickle: the folder is the user's, and reading it must not run code
+    someone planted there. Every result passes through the same encoding, journalled or
+    not, so a resumed run sees exactly the values a fresh one does.
     """
 
     root: Path
@@ -58,21 +62,37 @@ class Journal:
     def stem(self) -> str:
         return JOURNAL_PREFIX + "".join(c if c.isalnum() else "-" for c in self.label)
 
-    def add(self, index: int, result: Any) -> None:
-        with open(self.root / f"{self.stem}-{os.getpid()}.pkl", "ab") as handle:
-            handle.write(pickle.dumps((index, result)))
+    def add(self, index: int, result: Any) -> Any:
+        """Record task `index` as finished; returns `result` as a re-run would read it."""
+        line = json.dumps([index, result], default=_plain, separators=(",", ":")) + "\n"
+        path = self.root / f"{self.stem}-{os.getpid()}.jsonl"
+        try:
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(line)
+        except OSError as exc:  # a line cut short is ignored when read back
+            raise disk_full_or(exc, path, len(line)) from None
+        return json.loads(line)[1]
 
-    def load(self) -> dict[int, Any]:
+    def load(self, n_tasks: int) -> dict[int, Any]:
         done: dict[int, Any] = {}
-        for path in sorted(self.root.glob(f"{self.stem}-*.pkl")):
+        for path in sorted(self.root.glob(f"{self.stem}-*.jsonl")):
             with open(path, "rb") as handle:
-                while True:
+                for raw in handle:
                     try:
-                        index, result = pickle.load(handle)
-                    except Exception:  # noqa: BLE001 - end of file or a record cut short
-                        break
-                    done[int(index)] = result
+                        index, result = json.loads(raw)
+                    except (ValueError, TypeError):  # a record cut short, or not ours
+                        continue
+                    if type(index) is int and 0 <= index < n_tasks:
+                        done[index] = result
         return done
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as the Python values JSON holds."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"a synthetic-world task returned a {type(value).__name__}, which the "
+                    f"resume journal cannot record")
 
 
 def remove_journals(root: Path) -> None:
@@ -96,7 +116,7 @@ def resolve_workers(requested: int | None, n_tasks: int) -> int:
 
 
 def _run_range(job: Job, tasks: Sequence[tuple[int, Task]], render: Render,
-               tick: Callable[[int], Any], journal: Journal | None = None):
+               tick: Callable[[int], Any], journal: Journal):
     from geobench.datasets.synthetic.scene import build_town
 
     town, built, out = None, -1, []
@@ -104,10 +124,7 @@ def _run_range(job: Job, tasks: Sequence[tuple[int, Task]], render: Render,
         if s != built:
             town = None   # free the previous district before building the next
             town, built = build_town(job.sites[s], job.opts, job.diff), s
-        result = render(town, payload, job)
-        if journal is not None:
-            journal.add(index, result)
-        out.append(result)
+        out.append(journal.add(index, render(town, payload, job)))
         tick(1)
     return out
 
@@ -123,7 +140,7 @@ def run_tasks(job: Job, tasks: Sequence[Task], render: Render, workers: int | No
 
     n = len(tasks)
     journal = Journal(Path(job.root), label)
-    done = journal.load()
+    done = journal.load(n)
     pending = [(i, t) for i, t in enumerate(tasks) if i not in done]
     workers = resolve_workers(workers, len(pending))
     if mp.current_process().daemon:   # a daemonic process may not start children
@@ -147,15 +164,23 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__} in a synthetic-world worker: {text}")
 
 
-def _worker(results, wid: int, job: Job, tasks: Sequence[tuple[int, Task]], render: Render,
-            journal: Journal | None = None, parent: int | None = None) -> None:
+def _worker(wid: int, orders, results, parent: int) -> None:
+    """Receive (job, tasks, render, journal) from the parent, render, send the results.
+
+    The work travels over a pipe after the start, not as arguments of the process: a
+    parent killed while sending it leaves this worker an EOF it can exit on quietly,
+    instead of a "pickle data was truncated" traceback from Python's start-up code.
+    """
+    from geobench.lifeline import watch_parent
+
+    watch_parent(parent)  # exit with a SIGKILLed parent instead of rendering on
+    try:
+        job, tasks, render, journal = orders.recv()
+    except (EOFError, OSError, pickle.UnpicklingError):
+        os._exit(1)  # the parent is gone: nobody wants the results
+    orders.close()
     try:
         import cv2
-
-        if parent is not None:
-            from geobench.lifeline import watch_parent
-
-            watch_parent(parent)  # exit with a SIGKILLed parent instead of rendering on
 
         cv2.setNumThreads(1)   # one process per core already
         pending, last = 0, time.monotonic()
@@ -164,59 +189,77 @@ def _worker(results, wid: int, job: Job, tasks: Sequence[tuple[int, Task]], rend
             nonlocal pending, last
             pending += k
             if time.monotonic() - last > 0.25:
-                results.put(("tick", wid, pending))
+                results.send(("tick", pending))
                 pending, last = 0, time.monotonic()
 
         out = _run_range(job, tasks, render, tick, journal)
-        results.put(("tick", wid, pending))
-        results.put(("done", wid, out))
+        results.send(("tick", pending))
+        results.send(("done", out))
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent
-        results.put(("error", wid, _portable(exc)))
+        try:
+            results.send(("error", _portable(exc)))
+        except OSError:  # the parent is gone
+            os._exit(1)
 
 
 def _parallel(job: Job, tasks: Sequence[tuple[int, Task]], render: Render, workers: int,
-              progress, journal: Journal | None = None) -> list:
+              progress, journal: Journal) -> list:
+    """Render in `workers` spawned processes, one pipe each way per worker (pipes, not a
+    multiprocessing.Queue: no named semaphores, so a killed parent leaves no "leaked
+    semaphore" warning behind)."""
     import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    from geobench.lifeline import workers_ignore_ctrl_c
 
     ctx = mp.get_context("spawn")
-    results = ctx.Queue()
     n = len(tasks)
     cuts = [round(n * w / workers) for w in range(workers + 1)]
-    procs = []
-    for w in range(workers):
-        part = tasks[cuts[w]:cuts[w + 1]]
-        sub = Job(job.opts, job.diff, job.root, {s: job.sites[s] for s in {t[0] for _, t in part}})
-        procs.append(ctx.Process(target=_worker, args=(results, w, sub, part, render, journal,
-                                                             os.getpid()),
-                                 daemon=True, name=f"geobench-synthetic-{w}"))
-    out: list = [None] * workers
-    done = 0
+    procs, readers, orders, out = [], {}, [], [None] * workers
     try:
-        for p in procs:
-            p.start()
-        while done < workers:
-            try:
-                kind, wid, data = results.get(timeout=0.5)
-            except queue_mod.Empty:
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead:
-                    raise RuntimeError(f"synthetic-world worker {dead[0].name} died (exit code "
-                                       f"{dead[0].exitcode}; out of memory? try fewer "
+        with workers_ignore_ctrl_c("spawn"):
+            for w in range(workers):
+                orders_in, orders_out = ctx.Pipe(duplex=False)
+                results_in, results_out = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_worker, args=(w, orders_in, results_out, os.getpid()),
+                                   daemon=True, name=f"geobench-synthetic-{w}")
+                procs.append(proc)
+                proc.start()
+                orders_in.close()
+                results_out.close()  # so a dead worker reads as EOF here
+                readers[results_in] = w
+                orders.append(orders_out)
+        for w, conn in enumerate(orders):  # Ctrl-C may stop this: workers then see EOF
+            part = tasks[cuts[w]:cuts[w + 1]]
+            sub = Job(job.opts, job.diff, job.root,
+                      {s: job.sites[s] for s in {t[0] for _, t in part}})
+            conn.send((sub, part, render, journal))
+            conn.close()
+        while readers:
+            for conn in wait(list(readers), timeout=0.5):
+                w = readers[conn]
+                try:
+                    kind, data = conn.recv()
+                except EOFError:
+                    procs[w].join(5)
+                    raise RuntimeError(f"synthetic-world worker {procs[w].name} died (exit code "
+                                       f"{procs[w].exitcode}; out of memory? try fewer "
                                        f"--workers)") from None
-                continue
-            if kind == "tick":
-                progress.advance(data)
-            elif kind == "done":
-                out[wid] = data
-                done += 1
-            else:
-                raise data
+                if kind == "tick":
+                    progress.advance(data)
+                elif kind == "done":
+                    out[w] = data
+                    del readers[conn]
+                    conn.close()
+                else:
+                    raise data
     finally:
-        for p in procs:
-            if p.is_alive() and done < workers:
-                p.terminate()
-        for p in procs:
-            if p.pid is not None:  # a start that failed leaves nothing to join
-                p.join()
-        results.close()
+        for proc in procs:
+            if proc.is_alive() and readers:
+                proc.terminate()
+        for proc in procs:
+            if proc.pid is not None:  # a start that failed leaves nothing to join
+                proc.join()
+        for conn in [*orders, *readers]:
+            conn.close()
     return [r for part in out for r in part]
