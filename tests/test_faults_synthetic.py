@@ -101,7 +101,6 @@ def test_a_full_disk_keeps_the_finished_images_it_says_it_keeps(tmp_path, monkey
 
     from geobench.datasets.synthetic import generate, scene
     from geobench.errors import DiskFullError
-
     from geobench.fileio import atomic_path
 
     generate(_synth(tmp_path / "fresh"))
