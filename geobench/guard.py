@@ -16,13 +16,14 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from geobench.errors import UsageError
-from geobench.fileio import remove_stale_temps
+from geobench.fileio import _alive, remove_stale_temps
 
 LOCK_NAME = ".geobench.lock"
 
@@ -95,6 +96,33 @@ def _describe(holder: dict) -> str:
     return f"{holder.get('command', 'an unknown command')} (pid {holder.get('pid', '?')}{when})"
 
 
+_HOST = socket.gethostname()
+
+
+def _take_over(previous: dict, folder: Path, path: Path, option: str) -> None:
+    """Say truthfully why the lock file a run left behind is taken over, or refuse.
+
+    The kernel lock is free, so no process on this machine holds the folder. Its pid alone
+    proves little: on this host a live pid is a reused one; from another host (or a lock
+    that does not say) a pid alive here may still be that other machine's writer.
+    """
+    pid = previous.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid == os.getpid():
+        return
+    here = previous.get("host") == _HOST
+    alive = pid > 0 and _alive(pid)
+    if alive and not here:
+        where = f" on {previous['host']}" if previous.get("host") else ""
+        raise UsageError(f"{option} {folder}: {path.name} names {_describe(previous)}{where}, "
+                         f"and pid {pid} is running on this machine, so it may still be "
+                         f"writing; if no geobench run is using this folder, delete {path} "
+                         f"and re-run")
+    why = ("which no longer holds it (pid {pid} is now another program)" if alive
+           else "which is no longer running" if here or not previous.get("host")
+           else "whose lock was released")
+    warn(f"{folder}: took over the lock left by {_describe(previous)}, {why.format(pid=pid)}")
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, command: str, option: str = "--out",
                 lock_name: str = LOCK_NAME) -> Iterator[None]:
@@ -120,12 +148,14 @@ def folder_lock(folder: str | os.PathLike, command: str, option: str = "--out",
             break
         os.close(fd)
     try:
-        previous = _holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
-        if previous.get("pid") not in (None, os.getpid()):
-            warn(f"{folder}: took over the lock left by {_describe(previous)}, which is no "
-                 f"longer running")
+        _take_over(_holder(os.pread(fd, 4096, 0).decode("utf-8", "replace")), folder, path,
+                   option)
+    except UsageError:
+        os.close(fd)  # their lock file stays as it is
+        raise
+    try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command,
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command, "host": _HOST,
                                   "started": time.time()}).encode(), 0)
         yield
     finally:
@@ -150,7 +180,7 @@ def claim_output(out: str | os.PathLike, command: str, *,
     machines cannot tell another machine's live process from a dead one by its pid.
 
     Folders this call created that are still empty afterwards (the command failed before
-    writing anything) are removed again.
+    writing anything) are removed again, and so are empty folders left inside them.
     """
     out = check_output(out, inputs, option)
     base = _nearest_existing(out)
@@ -159,15 +189,21 @@ def claim_output(out: str | os.PathLike, command: str, *,
     except OSError as exc:
         raise UsageError(f"{option} {out}: cannot be created ({exc.strerror}); choose another "
                          f"folder") from None
+    failed = True
     try:
         if _is_secondary_rank():
             yield out
-            return
-        with folder_lock(out, f"geobench {command}", option, lock_name):
-            if clean:
-                remove_stale_temps(out)
-            yield out
+        else:
+            with folder_lock(out, f"geobench {command}", option, lock_name):
+                if clean:
+                    remove_stale_temps(out)
+                yield out
+        failed = False
     finally:
+        if failed and base != out.absolute():  # made by this call: drop empty folders in it
+            for folder, _, _ in sorted(os.walk(out), key=lambda w: -len(w[0]))[:-1]:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
         here = out.absolute()
         while here != base and here != here.parent:
             try:

@@ -104,18 +104,19 @@ def command(*args: Any, group: typer.Typer | None = None, examples: list[str] | 
 
 @contextlib.contextmanager
 def one_line_warnings() -> Any:
-    """Library GeobenchWarnings appear as one `warning: ...` line on stderr, once each."""
+    """Warnings appear as one `warning: ...` line on stderr, once each: geobench's own and
+    those of the libraries under it (torch's come as the message plus its source line)."""
     import warnings
 
     from geobench.errors import GeobenchWarning
 
-    shown = warnings.showwarning
+    seen: set[str] = set()
 
     def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, GeobenchWarning):
-            typer.echo(f"warning: {one_line(str(message))}", err=True)
-        else:
-            shown(message, category, *args, **kwargs)
+        text = one_line(str(message))
+        if text not in seen:
+            seen.add(text)
+            typer.echo(f"warning: {text}", err=True)
 
     with warnings.catch_warnings():
         warnings.simplefilter("default", GeobenchWarning)

@@ -105,9 +105,7 @@ def write_polar(raw_root: Path, out: Path, jobs: list[tuple[str, str]], size: tu
                 stretch: str = "none") -> None:
     """Polar-transform each (aerial path, polar path) with the SAFA convention
     (`stretch`: see geobench.geometry.polar)."""
-    import cv2
-
-    from geobench.fileio import atomic_path
+    from geobench.geometry.imagerun import write_image
     from geobench.geometry.polar import polar_transform
     from geobench.imagefile import decode_image
     from geobench.progress import track
@@ -115,9 +113,9 @@ def write_polar(raw_root: Path, out: Path, jobs: list[tuple[str, str]], size: tu
     for src, dst in track(jobs, "polar transform"):
         image = decode_image(raw_root / src)  # DataError naming a missing/damaged file
         polar = polar_transform(image, size, stretch=stretch)
-        with atomic_path(out / dst) as tmp:
-            if not cv2.imwrite(str(tmp), np.asarray(polar)):
-                raise DataError(f"{out / dst}: could not write the polar image; check disk space")
+        # encoded in memory, then written atomically: a full disk is one DiskFullError, and
+        # libpng never writes to a file itself (it prints "libpng error" when that fails)
+        write_image(np.asarray(polar), out / dst)
 
 
 @register_dataset(name="cvusa")

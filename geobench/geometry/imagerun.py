@@ -8,6 +8,7 @@ Each worker process decodes, calls `fn(img, params, job)` (which returns one
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -266,16 +267,35 @@ def _run_here(fn, params, jobs, starts, size, write, description, done) -> None:
 
 
 def _run_pool(fn, params, jobs, starts, size, write, description, done, workers) -> None:
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
+    """Workers never see Ctrl-C (see geobench.lifeline): on Ctrl-C here the batches not
+    started are cancelled and those already running finish and are recorded, so what the
+    caller reports as finished is exactly what is on disk."""
+    from geobench.lifeline import workers_ignore_ctrl_c
+
+    ctx = _context()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                initializer=_init_pool_worker, initargs=(os.getpid(),))
+    futures = {}
     try:
-        futures = {pool.submit(_batch, fn, params, jobs[s:s + size], write): s for s in starts}
+        with workers_ignore_ctrl_c(ctx.get_start_method()):  # workers start on submit
+            for s in starts:
+                futures[pool.submit(_batch, fn, params, jobs[s:s + size], write)] = s
         with bar(description, total=len(jobs)) as progress:
-            for future in as_completed(futures):
-                s = futures[future]
-                batch_results = future.result()
-                done(s, batch_results)
-                progress.advance(len(batch_results))
+            pending = set(futures)
+            try:
+                for future in as_completed(futures):
+                    pending.discard(future)
+                    batch_results = future.result()
+                    done(futures[future], batch_results)
+                    progress.advance(len(batch_results))
+            except KeyboardInterrupt:
+                for future in pending:
+                    future.cancel()
+                for future in as_completed(f for f in pending if not f.cancelled()):
+                    if future.exception() is None:
+                        with contextlib.suppress(DataError):  # --strict: stop anyway
+                            done(futures[future], future.result())
+                raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -63,12 +63,17 @@ def checksum_path(path: str | Path) -> Path:
 
 def _listed(path: Path) -> list[str]:
     """The digests the checksum file lists for `path` (empty when there is none)."""
+    sidecar = checksum_path(path)
     try:
-        lines = checksum_path(path).read_text(encoding="utf-8").splitlines()
+        lines = sidecar.read_bytes().decode("ascii").splitlines()
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise DataError(f"{checksum_path(path)}: unreadable ({exc.strerror})") from None
+        raise DataError(f"{sidecar}: unreadable ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{sidecar}: damaged (not a sha256sum checksum line), so {path.name} "
+                        f"cannot be verified; restore it, or delete it to use {path.name} "
+                        f"unverified") from None
     return [line.split()[0].lower() for line in lines if line.split()]
 
 
@@ -82,7 +87,11 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         digest = sha256_file(tmp)
         old = []
         if path.is_file():
-            old = [d for d in (_listed(path) or [sha256_file(path)]) if d != digest]
+            try:
+                listed = _listed(path)
+            except DataError:  # a damaged checksum file is replaced, not trusted
+                listed = []
+            old = [d for d in (listed or [sha256_file(path)]) if d != digest]
         # Both digests while the rename is pending: whichever file survives a kill verifies.
         write_text(checksum_path(path), "".join(f"{d}  {path.name}\n" for d in [digest, *old]))
     if old:
