@@ -3,8 +3,9 @@ each one) or a function whose peak memory is measured (`peak_rss_subprocess`).
 
 A plain subprocess (not multiprocessing) so it works whatever the parent's __main__ is
 (a console script, `python -c`, stdin, a notebook). The work and its result travel as
-pickle files in a private temporary folder; stdout and stderr are inherited, so progress
-bars still show.
+pickle files in a private temporary folder (mkdtemp: 0700, made by this run, never a
+user's folder; the job holds functions, which only pickle can carry); stdout and stderr
+are inherited, so progress bars still show.
 """
 from __future__ import annotations
 
