@@ -76,7 +76,7 @@ def test_sf_xl_uses_queries_v1_and_root_variants(tmp_path):
 def test_msls_symlinked_test_split(tmp_path):
     raw = layouts.vg(tmp_path / "msls", splits=("val",))
     os.symlink("val", raw / "images" / "test")
-    ds = prepare_dataset("msls", raw, tmp_path / "ds", {})
+    ds = prepare_dataset("msls", raw, tmp_path / "ds", {"protocol": "msls_val_all"})
     assert len(ds.select("test")) == len(ds.select("val")) == 9
     assert ds.index["uid"].is_unique
     ds.check_files()
@@ -100,3 +100,55 @@ def test_vg_error_paths(tmp_path):
     with pytest.raises(DataError, match=r"database: no \.jpg images found"):
         prepare_dataset("tokyo247", raw, tmp_path / "ds", {})
     assert not (tmp_path / "ds").exists()
+
+
+def _msls_val(root, listed: int, other: int):
+    """MSLS val as VPR-datasets-downloader formats it: the Mapillary key in the pano field,
+    `listed` queries from the papers' 740 and `other` queries not on the list."""
+    from geobench.datasets.msls import LIST_FILE
+
+    keys = [ln.split()[1] for ln in LIST_FILE.read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")][:listed]
+    raw = layouts.vg(root, splits=("val",), n_q=0)
+    for j, key in enumerate(keys + [f"notListedKey{j:010d}" for j in range(other)]):
+        layouts.image(raw / "images/val/queries" / layouts.vg_name(
+            584000.0 + 16.0 * j + 1.0, 4477002.0, 40.44, -79.99, pano=key))
+    os.symlink("val", raw / "images" / "test")
+    return raw, keys
+
+
+def test_msls_protocols_740_by_default_or_every_query(tmp_path):
+    from geobench.datasets import DATASETS
+    from geobench.datasets.msls import official_keys
+    from geobench.train.evalplan import default_protocol
+
+    assert len(official_keys()) == 740
+    raw, keys = _msls_val(tmp_path / "msls", listed=3, other=2)
+    ds = prepare_dataset("msls", raw, tmp_path / "ds", {})
+    queries = ds.select("val")
+    queries = queries[queries["role"] == "query"]
+    assert sorted(p.split("@")[7] for p in queries["path"]) == sorted(keys)
+    assert default_protocol(read_prepared(tmp_path / "ds")) == "msls_val_740"
+    # The test split (a symlink to val) is the same query set.
+    assert (ds.select("test")["role"] == "query").sum() == 3
+    every = prepare_dataset("msls", raw, tmp_path / "all", {"protocol": "msls_val_all"})
+    assert (every.select("val")["role"] == "query").sum() == 5
+    assert default_protocol(read_prepared(tmp_path / "all")) == "msls_val_all"
+    # The release counts checked (geobench doctor): 740 queries only for the papers' list.
+    adapted = DATASETS.get("msls")(raw, tmp_path / "x", {"splits": ("val",)})
+    assert adapted.expected_counts == {"val/reference/street": 18871, "val/query/street": 740}
+    adapted = DATASETS.get("msls")(raw, tmp_path / "x", {"splits": ("val",),
+                                                         "protocol": "msls_val_all"})
+    assert adapted.expected_counts == {"val/reference/street": 18871}
+
+
+def test_msls_protocol_errors(tmp_path):
+    raw, _ = _msls_val(tmp_path / "msls", listed=0, other=2)
+    with pytest.raises(DataError, match=r"none of its 2 queries is one of the 740 official MSLS "
+                                        r"val queries.*--protocol msls_val_all"):
+        prepare_dataset("msls", raw, tmp_path / "ds", {})
+    with pytest.raises(UsageError, match="protocol 'msls_val' is not one of msls_val_740 | "):
+        prepare_dataset("msls", raw, tmp_path / "ds", {"protocol": "msls_val"})
+    with pytest.raises(UsageError, match=r"prepare tokyo247: --protocol is for msls"):
+        prepare_dataset("tokyo247", layouts.vg(tmp_path / "tokyo"), tmp_path / "ds2",
+                        {"protocol": "msls_val_all"})

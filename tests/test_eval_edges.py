@@ -162,7 +162,7 @@ def test_vigor_protocol_links_semi_positives(tmp_path):
     assert [sets.positives.row(i).tolist() for i in range(3)] == [[0], [1], [2]]
 
 
-EXPECTED_KS = {"vg25": (1, 5, 10, 20)}
+EXPECTED_KS = {"vg25": (1, 5, 10, 20), "msls_val_740": (1, 5, 10, 20), "msls_val_all": (1, 5, 10, 20)}
 
 
 @pytest.mark.parametrize("name", protocol_names())

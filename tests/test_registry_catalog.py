@@ -43,7 +43,7 @@ def test_catalog_lists_every_dataset_of_the_field():
         assert spec.description and spec.citation and spec.homepage.startswith("http")
         assert spec.access_how and spec.layout and spec.image_sizes
         assert spec.default_protocol in {"cvusa", "cvact_val", "cvact_test", "vigor_same",
-                                         "vigor_cross", "u1652_d2s", "u1652_s2d", "vg25", "pairs"}
+                                         "vigor_cross", "u1652_d2s", "u1652_s2d", "vg25", "msls_val_740", "pairs"}
     assert catalog["cvusa"].image_sizes == {"aerial": (750, 750), "ground": (224, 1232)}
     assert catalog["cvusa"].counts["test_pairs"] == 8884
     assert catalog["vigor"].gated and not catalog["synthetic"].gated

@@ -126,7 +126,9 @@ def prepare_cmd(
     workers: Annotated[Optional[int], typer.Option(help=f"synthetic: rendering {WORKERS_HELP}"
                                                    "; same output for any) [default: one per "
                                                    "core].")] = None,
-    protocol: Annotated[Optional[str], typer.Option(help="vigor: same | cross.")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="vigor: same | cross; msls: msls_val_740 (the papers' "
+                                            "740 val queries, default) | msls_val_all (every "
+                                            "query in val/queries).")] = None,
     corrected: Annotated[bool, typer.Option(help="vigor: use splits__corrected labels.")] = False,
     queries_folder: Annotated[Optional[str], typer.Option(
         help="VG datasets: queries folder name (sf_xl default queries_v1).")] = None,

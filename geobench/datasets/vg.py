@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from geobench.datasets import pitts
+from geobench.datasets import msls, pitts
 from geobench.datasets.common import (
     Adapted,
     blank_row,
@@ -86,6 +86,7 @@ def _prepare_vg(name: str, root: Path, options: dict[str, Any]) -> Adapted:
     root = require_dir(root, name, "the folder that contains images/")
     images = _images_dir(root, name)
     base = images.parent
+    protocol = msls.check_protocol(name, opts.protocol)
     wanted = tuple(opts.splits) if opts.splits else SPLITS
     for split in wanted:
         if split not in SPLITS:
@@ -112,6 +113,8 @@ def _prepare_vg(name: str, root: Path, options: dict[str, Any]) -> Adapted:
                 raise DataError(f"{folder}: no .jpg images found; restore the {split} "
                                 f"{'database' if role == 'reference' else 'queries'}")
             rows[role] = [(f.relative_to(base).as_posix(), parse_name(f)) for f in files]
+        if protocol is not None and split != "train":  # MSLS val (and test, its symlink)
+            rows["query"] = msls.select_queries(rows["query"], q_dir, protocol)
         zones = {v.zone for rs in rows.values() for _, v in rs}
         if len(zones) > 1:
             raise DataError(f"{images / split}: images span UTM zones {', '.join(sorted(zones))}; "
@@ -133,9 +136,13 @@ def _prepare_vg(name: str, root: Path, options: dict[str, Any]) -> Adapted:
                         f"{opts.queries_folder}/ folder; check --root or the queries folder name")
     parameters = {"folders": used, "eval_radius_m": opts.eval_radius_m,
                   "train_radius_m": opts.train_radius_m, "distance": "euclidean UTM"}
-    return Adapted(index=index, positives=positives, parameters=parameters, raw_root=base, protocol="vg25",
-                   scan=[], expected_sizes=dict(SIZES.get(name, {})),
-                   expected_counts=expected_counts(name, used))
+    counts = expected_counts(name, used)
+    if protocol is not None:
+        parameters["protocol"] = protocol
+        counts = {k: n for k, n in msls.expected(protocol).items() if k.split("/")[0] in used}
+    return Adapted(index=index, positives=positives, parameters=parameters, raw_root=base,
+                   protocol=protocol or "vg25", scan=[], expected_sizes=dict(SIZES.get(name, {})),
+                   expected_counts=counts)
 
 
 _DEFAULTS = {"sf_xl": {"queries_folder": "queries_v1"}}

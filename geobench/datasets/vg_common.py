@@ -26,6 +26,7 @@ class VGOptions:
     eval_radius_m: float = 25.0
     train_radius_m: float = 10.0
     strict: bool = False
+    protocol: str | None = None  # msls: msls_val_740 (default) | msls_val_all (datasets/msls.py)
 
 
 def find_images_dir(root: Path, name: str) -> Path | None:
@@ -67,6 +68,5 @@ _COUNTS = {"pitts30k": {"train/reference/street": 10000, "train/query/street": 7
                         "val/reference/street": 10000, "val/query/street": 7608,
                         "test/reference/street": 10000, "test/query/street": 6816},
            "pitts250k": {"test/reference/street": 83952, "test/query/street": 8280},
-           "msls": {"val/reference/street": 18871, "val/query/street": 740},
            "tokyo247": {"test/reference/street": 75984, "test/query/street": 315},
            "sf_xl": {"test/query/street": 1000}}

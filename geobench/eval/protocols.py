@@ -73,6 +73,14 @@ _add(Protocol("u1652_s2d", "University-1652 satellite -> drone: R@K (CMC) and AP
 _add(Protocol("vg25", "VG (Pitts, SF-XL, MSLS, Tokyo): any reference within 25 m; R@N over all "
               "queries", ks=(1, 5, 10, 20),
               source="deep-visual-geo-localization-benchmark test.py"))
+# MSLS val's two query sets (datasets/msls.py); scored as vg25, named apart so that results
+# and published rows (paper_results.csv) say which set they are.
+_add(Protocol("msls_val_740", "MSLS val, the papers' 740 queries (MixVPR/GSV-Cities "
+              "msls_val_qIdx list): any reference within 25 m", ks=(1, 5, 10, 20),
+              source="amaralibey/MixVPR dataloaders/val/MapillaryDataset.py"))
+_add(Protocol("msls_val_all", "MSLS val, every query VPR-datasets-downloader puts in val/queries: "
+              "any reference within 25 m", ks=(1, 5, 10, 20),
+              source="gmberton/VPR-datasets-downloader format_mapillary.py"))
 _add(Protocol("pairs", "generic: the explicit positives of the features file or dataset",
               source="geobench"))
 
