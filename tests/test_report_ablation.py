@@ -102,6 +102,11 @@ def test_paper_results_are_complete_and_labelled():
     assert table2.loc["MC_GRA (polar)", ["r@1", "r@5", "r@10", "r@1%"]].tolist() == ["27.54", "51.16", "60.88", "96.78"]
     assert {"Siamese-VGG", "SAFA+Polar", "SAFA+Mining"} <= set(table2.index)
     assert table2.loc["SAFA", "provenance"] == "reprint" and table2.loc["VIGOR", "provenance"] == "reprint"
+    # Released VPR models, from their repositories' README tables, on the 740 MSLS val queries.
+    msls = data[data["protocol"] == "msls_val_740"].set_index("method")
+    assert msls.loc[["BoQ (DINOv2)", "BoQ (ResNet-50)", "DINOv2 SALAD"], "r@1"].tolist() == [
+        "93.8", "91.2", "92.2"]
+    assert (msls["provenance"] == "repository").all()
 
 
 def _run_rows(r1: float, r1pct: float, protocol: str = "vigor_same") -> pd.DataFrame:
