@@ -250,3 +250,38 @@ def test_unhashed_names_are_cached_per_entry_and_unwritable_cache_is_one_line(
     with pytest.raises(DataError, match="cannot create the weights cache") as exc:
         fetch_weights(catalog["a.test"])
     assert "GEOBENCH_HOME" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_unpinned_entries_need_the_option_and_skip_torchs_cache(server, homes, monkeypatch):
+    root, base, requests = server
+    payload = b"timm weights" * 500
+    (root / "model.safetensors").write_bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    path = write_catalog(homes / "cat.yaml", [
+        {"name": "r50.pinned", "url": f"{base}/r50-0123abcd.pth", "sha256": "0123abcd",
+         "tags": ["imagenet"]},
+        {"name": "r50.paper", "url": f"{base}/model.safetensors", "sha256": None,
+         "models": ["mixvpr"], "format": "timm"}])
+    monkeypatch.setenv("GEOBENCH_WEIGHTS_CATALOG", str(path))
+    catalog = load_weights_catalog()
+    entry = catalog["r50.paper"]
+    assert not entry.pinned and entry.cache_name == "r50.paper--model.safetensors"
+    # `imagenet` never picks it, even though it names the model; by name it is chosen.
+    assert choose("imagenet", "resnet50", "mixvpr", catalog).name == "r50.pinned"
+    assert choose("r50.paper", "resnet50", "mixvpr", catalog) is entry
+    with pytest.raises(UsageError, match="no sha256.*--allow-unpinned.*GEOBENCH_WEIGHTS_CATALOG") as exc:
+        fetch_weights(entry)
+    assert "\n" not in str(exc.value) and requests == []  # refused before any request
+    # A same-named file in torch's cache proves nothing without a hash: never used.
+    torch_hub_dir().mkdir(parents=True)
+    (torch_hub_dir() / "model.safetensors").write_bytes(b"someone else's")
+    got = fetch_weights(entry, allow_unpinned=True)
+    assert got.action == "downloaded" and got.sha256 == digest and got.path.read_bytes() == payload
+    assert not got.pinned
+    again = fetch_weights(entry, allow_unpinned=True)
+    assert again.action == "cached" and again.sha256 == digest and len(requests) == 1
+    # Pinned with the printed hash in a user's catalog, the same file verifies as usual.
+    pinned = write_catalog(homes / "mine.yaml", [
+        {"name": "r50.paper", "url": f"{base}/model.safetensors", "sha256": digest, "format": "timm"}])
+    mine = load_weights_catalog(pinned)["r50.paper"]
+    assert mine.pinned and fetch_weights(mine).sha256 == digest

@@ -135,3 +135,36 @@ def test_paper_recipe_from_random_weights_warns(invoke, homes, street_world):  #
     assert json.loads((homes / "run" / "config.json").read_text())["init_weights"] == first
     res = invoke(*train_args(street_world, homes / "run2", cfg, "--pretrained", "imagenet"))
     assert res.exit_code != 0 and "no entry for backbone resnet_micro" in res.stderr
+
+
+def test_unpinned_paper_start_warns_refuses_and_records(
+        invoke, server, homes, monkeypatch, street_world, resnet50_file):  # noqa: F811
+    root, base, requests = server
+    path, digest, _ = resnet50_file
+    (root / path.name).write_bytes(path.read_bytes())
+    (root / "paper.pth").write_bytes(path.read_bytes())
+    catalog = write_catalog(homes / "cat.yaml", [
+        {"name": "resnet50.test", "url": f"{base}/{path.name}", "sha256": digest[:8], "tags": ["imagenet"]},
+        {"name": "resnet50.paper", "url": f"{base}/paper.pth", "sha256": None, "models": ["mixvpr"]}])
+    monkeypatch.setenv("GEOBENCH_WEIGHTS_CATALOG", str(catalog))
+    res = invoke("models", "mixvpr")
+    assert res.exit_code == 0
+    flat = " ".join(res.output.replace("│", " ").split())  # the table wraps long cells
+    assert "weights (paper's start) resnet50.paper" in flat and "--allow-unpinned" in flat
+    assert "weights (default) resnet50.test" in flat and "NOT the paper's start" in flat
+    cfg = small_config(homes / "cfg.yaml")
+    res = invoke(*train_args(street_world, homes / "run0", cfg, "--pretrained", "resnet50.paper"))
+    assert res.exit_code == 2 and "--allow-unpinned" in res.stderr
+    assert not (homes / "run0" / "checkpoint.pt").exists() and requests == []
+    res = invoke(*train_args(street_world, homes / "run", cfg, "--pretrained", "resnet50.paper",
+                             "--allow-unpinned"))
+    assert res.exit_code == 0, res.output
+    assert f"sha256 {digest}" in res.stderr
+    config = json.loads((homes / "run" / "config.json").read_text())
+    init = config["init_weights"]
+    assert (init["name"], init["sha256"], init["pinned"]) == ("resnet50.paper", digest, False)
+    assert config["allow_unpinned"] is True and config["sources"]["allow_unpinned"] == "cli"
+    # The default start is the pinned file, and the run says it is not the paper's.
+    res = invoke(*train_args(street_world, homes / "run2", cfg))
+    assert res.exit_code == 0, res.output
+    assert "starts from resnet50.paper" in res.stderr and "instead" in res.stderr

@@ -127,3 +127,29 @@ def test_eval_a_sample4geo_checkpoint_records_its_provenance(invoke, tmp_path):
     assert res.exit_code == 2 and "pass --weights FILE or --pretrained" in res.stderr
     res = invoke("eval", "--weights", path, "--data", world, "--out", out)
     assert res.exit_code == 2 and "--model NAME --data DS --out DIR" in res.stderr
+
+
+def test_training_from_a_sample4geo_checkpoint_keeps_its_learned_temperature(invoke, tmp_path):
+    world = write_world(tmp_path / "world", n_train=8, n_test=2)
+    official = {"model." + k[len("backbone."):]: v
+                for k, v in tower_state(build_model("convnext_gap", preset="tiny")).items()}
+    official["logit_scale"] = torch.tensor(4.5)  # learned: the card's start is log(1/0.07) = 2.659
+    path = tmp_path / "weights_e40.pth"
+    torch.save(official, path)
+    args = ("train", "convnext_gap", "--preset", "tiny", "--weights", path, "--data", world,
+            "--max-steps", "1", "--batch-size", "4", "--workers", "0", "--eval-every", "0", "--quiet")
+    res = invoke(*args, "--out", tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    init = json.loads((tmp_path / "run" / "config.json").read_text())["init_weights"]
+    assert init["format"] == "sample4geo" and init["loss"] == {"logit_scale": 4.5}
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    # One AdamW step at lr 1e-3 moves it by about 1e-3, from 4.5.
+    assert abs(float(ckpt["loss_state"]["logit_scale"]) - 4.5) < 0.01
+    # A loss without a temperature says so instead of dropping it silently.
+    from geobench.losses import build_loss
+    from geobench.models.initial import apply_start, plan_start
+
+    start = plan_start("convnext_gap", "tiny", {}, str(path), None)
+    record = apply_start(build_model("convnext_gap", preset="tiny"), start,
+                         build_loss("soft_margin_triplet"))
+    assert "loss" not in record and record["not_loaded"].startswith("logit_scale: the loss has no")

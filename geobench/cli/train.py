@@ -64,7 +64,7 @@ PRETRAINED_HELP = ("Starting weights from the catalog: imagenet, none or an entr
 def _weights_rows(name: str) -> list[list[Any]]:
     """Which catalog file the paper recipe starts from, and the others that fit the backbone."""
     from geobench.models.initial import recipe_weights
-    from geobench.models.pretrained import backbone_family, load_weights_catalog
+    from geobench.models.pretrained import backbone_family, load_weights_catalog, paper_entry
 
     backbone, entry = recipe_weights(name)
     catalog = load_weights_catalog()
@@ -73,13 +73,24 @@ def _weights_rows(name: str) -> list[list[Any]]:
               "--allow-unpinned)"]] if released else [])
     if not backbone:
         return [["weights (paper recipe)", "no backbone argument: see the model's notes"], *tail]
-    start = (f"{entry.name}: {entry.url} ({entry.license}; --pretrained imagenet, the default)"
+    paper = paper_entry(name, backbone, catalog)
+    rows = []
+    if paper is not None and not paper.pinned:  # the paper's file cannot be verified
+        rows.append(["weights (paper's start)",
+                     f"{paper.name}: {paper.url} ({paper.license}); its publisher gives no sha256, "
+                     f"so it is not the default: --pretrained {paper.name} --allow-unpinned"])
+        label, default_note = "weights (default)", "; NOT the paper's start, see above"
+    else:
+        label, default_note = "weights (paper recipe)", ""
+    start = (f"{entry.name}: {entry.url} ({entry.license}; --pretrained imagenet, the default"
+             f"{default_note})"
              if entry else f"none: no catalog entry for backbone {backbone}, so the paper recipe "
                            f"starts from random weights (pass --weights FILE)")
+    shown = {e.name for e in (entry, paper) if e is not None}
     others = [e.name for e in catalog.values()
               if e.loads == "backbone" and e.backbone == backbone_family(backbone)
-              and (entry is None or e.name != entry.name)]
-    rows = [["weights (paper recipe)", start]]
+              and e.name not in shown]
+    rows.append([label, start])
     if others:
         rows.append(["weights (also fit)", ", ".join(others) + " (--pretrained NAME)"])
     return rows + tail
@@ -110,6 +121,9 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from RUN/checkpoint.pt.")] = False,
     weights: Annotated[Optional[Path], typer.Option(help=WEIGHTS_HELP)] = None,
     pretrained: Annotated[Optional[str], typer.Option(help=PRETRAINED_HELP)] = None,
+    allow_unpinned: Annotated[bool, typer.Option(
+        help="Let --pretrained fetch a catalog entry whose publisher gives no sha256; the hash "
+             "computed is printed and recorded in RUN/config.json.")] = False,
     preset: Annotated[Optional[str], typer.Option(help="Model preset, e.g. tiny.")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Evaluate every N epochs.")] = None,
     eval_test: Annotated[Optional[bool], typer.Option(
@@ -139,7 +153,8 @@ def train_cmd(
             model, data, out, config=config, resume=resume, preset=preset, cli=dict(
                 epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, device=device,
                 amp=amp, workers=workers, seed=seed, weights=str(weights) if weights else None,
-                pretrained=pretrained, eval_every=eval_every, tensorboard=tensorboard or None,
+                pretrained=pretrained, allow_unpinned=allow_unpinned or None,
+                eval_every=eval_every, tensorboard=tensorboard or None,
                 eval_test=eval_test, val_fraction=val_fraction, val_seed=val_seed,
                 on_bad_image=on_bad_image),
             sets=set_, warn=lambda line: typer.echo(f"warning: {one_line(line)}", err=True))

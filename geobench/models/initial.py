@@ -24,6 +24,10 @@ class UnpinnedWeightsWarning(GeobenchWarning):
     """A catalog file with no published hash was used; its computed sha256 is shown."""
 
 
+class SubstituteStartWarning(GeobenchWarning):
+    """A paper recipe starts from another file than the paper's (which cannot be verified)."""
+
+
 def default_choice(preset: str | None) -> str:
     """The paper recipe starts from ImageNet weights; presets (tiny) from scratch."""
     return "imagenet" if preset is None else "none"
@@ -85,7 +89,13 @@ def plan_start(model: str, preset: str | None = None, model_args: dict[str, Any]
     choice = pretrained or default_choice(preset)
     explicit = pretrained is not None if explicit is None else explicit
     backbone = backbone_of(model, preset, model_args)
-    from geobench.models.pretrained import CHOICES, check_unpinned, choose, fetch_weights
+    from geobench.models.pretrained import (
+        CHOICES,
+        check_unpinned,
+        choose,
+        fetch_weights,
+        paper_entry,
+    )
 
     if not backbone and choice in CHOICES:  # no registered backbone: only a named entry fits
         return Start(model, choice=choice)
@@ -102,6 +112,13 @@ def plan_start(model: str, preset: str | None = None, model_args: dict[str, Any]
                           f"published numbers assume pretrained weights", RandomInitWarning,
                           stacklevel=2)
         return Start(model, choice=choice, backbone=backbone)
+    if choice == "imagenet" and preset is None:
+        paper = paper_entry(model, backbone)
+        if paper is not None and paper.name != entry.name:
+            warnings.warn(f"{model}: the paper recipe starts from {paper.name}, which has no "
+                          f"published sha256; starting from {entry.name} instead. Pass --pretrained "
+                          f"{paper.name} --allow-unpinned for the paper's start",
+                          SubstituteStartWarning, stacklevel=2)
     check_unpinned(entry, allow_unpinned)
     fetched = fetch_weights(entry, allow_unpinned=allow_unpinned)
     if not fetched.pinned:
@@ -119,18 +136,25 @@ def _counts(reports: list[Any]) -> dict[str, int]:
             "unexpected": sum(len(r.unexpected) for r in reports)}
 
 
-def apply_start(model: Any, start: Start) -> dict[str, Any]:
-    """Load `start` into the built `model`; returns the provenance record."""
+def apply_start(model: Any, start: Start, loss: Any = None) -> dict[str, Any]:
+    """Load `start` into the built `model` (and the training `loss`: a released checkpoint's
+    learned temperature); returns the provenance record."""
     from geobench.fileio import sha256_file
 
     if start.weights is not None:
         from geobench.models.released import load_model_weights
 
-        report = load_model_weights(model, start.weights)
+        report = load_model_weights(model, start.weights, loss=loss)
         path = Path(start.weights)
-        return {"source": "file", "name": path.name, "path": str(path.resolve()),
-                "sha256": sha256_file(path), "format": report.naming or "backbone",
-                **_counts([report])}
+        record = {"source": "file", "name": path.name, "path": str(path.resolve()),
+                  "sha256": sha256_file(path), "format": report.naming or "backbone",
+                  **_counts([report])}
+        if report.into_loss:
+            record["loss"] = dict(report.into_loss)
+        elif report.skipped:
+            record["not_loaded"] = (f"{', '.join(report.skipped)}: the loss has no such parameter "
+                                    f"(the file's learned temperature needs loss infonce)")
+        return record
     record: dict[str, Any] = {"source": "pretrained", "choice": start.choice, "name": "none",
                               "backbone": start.backbone}
     if start.entry is None:

@@ -1,7 +1,10 @@
 """Pretrained weights: the catalog (`geobench/data/weights.yaml`), choosing an entry, fetching it.
 
 The catalog lists published weight files (publisher URL, sha256 or the hash prefix the
-file name carries, key format, license, where each fact came from).
+file name carries, key format, license, where each fact came from). An entry whose
+publisher gives no hash says `sha256: null`: it is never chosen by `imagenet`, and it is
+fetched only with `allow_unpinned` (`--allow-unpinned`), which prints the sha256 it
+computed and records it; a user's own catalog can then pin that hash.
 `GEOBENCH_WEIGHTS_CATALOG=path.yaml` replaces it. `--pretrained` takes an entry name,
 `imagenet` (the entry a model's paper recipe names for its backbone, else the backbone's
 entry tagged `imagenet`) or `none`.
@@ -146,8 +149,9 @@ def choose(choice: str, backbone: str, model: str | None = None,
            catalog: dict[str, WeightsEntry] | None = None) -> WeightsEntry | None:
     """The entry `--pretrained choice` selects for `backbone` (None for `none` or no entry).
 
-    `imagenet`: the entry listing `model` (its paper recipe's file) for the backbone family,
-    else the family's entry tagged `imagenet`, else None. A name must exist and fit.
+    `imagenet`: the pinned entry listing `model` (its paper recipe's file) for the backbone
+    family, else the family's pinned entry tagged `imagenet`, else None (an entry without a
+    published hash is only ever taken by name). A name must exist and fit.
     """
     catalog = load_weights_catalog() if catalog is None else catalog
     family = backbone_family(backbone)
@@ -198,6 +202,15 @@ def _matches(entry: WeightsEntry, digest: str) -> bool:
     return digest == entry.sha256 if entry.full_hash else digest.startswith(entry.sha256)
 
 
+def paper_entry(model: str, backbone: str, catalog: dict[str, WeightsEntry] | None = None
+                ) -> WeightsEntry | None:
+    """The entry listing `model` for its backbone family, pinned or not (the paper's start)."""
+    catalog = load_weights_catalog() if catalog is None else catalog
+    family = backbone_family(backbone)
+    return next((e for e in catalog.values()
+                 if e.backbone == family and e.loads == "backbone" and model in e.models), None)
+
+
 @dataclass(frozen=True)
 class Fetched:
     path: Path
@@ -228,7 +241,10 @@ def fetch_weights(entry: WeightsEntry, timeout: float = 60.0,
     check_unpinned(entry, allow_unpinned)
 
     dest = cache_dir() / entry.cache_name
-    for where, action in ((dest, "cached"), (torch_hub_dir() / entry.file_name, "torch-cache")):
+    places = [(dest, "cached")]
+    if entry.pinned:  # without a hash, a file of the same name elsewhere proves nothing
+        places.append((torch_hub_dir() / entry.file_name, "torch-cache"))
+    for where, action in places:
         if where.is_file():
             digest = sha256_file(where)
             if _matches(entry, digest):

@@ -24,7 +24,7 @@ Key-mapping failures name the first unmatched keys (see `apply_state`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -118,6 +118,19 @@ def _combine(path: Path, reports: list[LoadReport]) -> LoadReport:
                       tuple(k for r in reports for k in r.unexpected))
 
 
+def _into_loss(loss: nn.Module | None, tensors: dict[str, Tensor]) -> dict[str, float]:
+    import torch
+
+    taken: dict[str, float] = {}
+    for key, value in tensors.items():
+        param = getattr(loss, key, None)
+        if isinstance(param, nn.Parameter) and param.shape == value.shape:
+            with torch.no_grad():
+                param.copy_(value.to(param))
+            taken[key] = float(value.float().mean())  # logit_scale is a scalar
+    return taken
+
+
 def released_state(model: nn.Module, state: dict[str, Tensor], path: str | Path
                    ) -> tuple[dict[str, Tensor], str, tuple[str, ...]] | None:
     """A released checkpoint's `state` renamed to `model`'s keys: (state, layout, skipped).
@@ -143,8 +156,13 @@ def released_state(model: nn.Module, state: dict[str, Tensor], path: str | Path
     return full, layout.name, skipped
 
 
-def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) -> LoadReport:
-    """Load a whole-model or backbone weight file into a registered model (see module doc)."""
+def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True,
+                       loss: nn.Module | None = None) -> LoadReport:
+    """Load a whole-model or backbone weight file into a registered model (see module doc).
+
+    `loss`: the training loss, which takes the file's loss parameters (Sample4Geo's learned
+    `logit_scale`) when it has a parameter of that name and shape; `into_loss` says which.
+    """
     path = Path(path)
     state = _unwrapped(read_state_dict(path))
     own = model.state_dict()
@@ -153,7 +171,8 @@ def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) 
     released = released_state(model, state, path)
     if released is not None:
         full, layout, skipped = released
-        return apply_state(model, full, path, naming=layout, skipped=skipped, strict=strict)
+        report = apply_state(model, full, path, naming=layout, skipped=skipped, strict=strict)
+        return replace(report, into_loss=_into_loss(loss, {k: full[k] for k in skipped}))
     backbones = model.backbones() if hasattr(model, "backbones") else []
     if not backbones:
         raise DataError(f"{path}: keys look like {_few(list(state), 3)}, which is neither "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class LoadReport:
     skipped: tuple[str, ...] = ()  # keys of parts the model does not build
     missing: tuple[str, ...] = ()
     unexpected: tuple[str, ...] = ()
+    into_loss: dict[str, float] = field(default_factory=dict)  # file keys the loss took (logit_scale)
 
 
 def _few(keys: list[str] | tuple[str, ...], n: int = 5) -> str:

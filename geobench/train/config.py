@@ -55,6 +55,7 @@ class TrainConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
     pretrained: str | None = None  # imagenet | none | a weights-catalog entry (models/pretrained.py)
+    allow_unpinned: bool = False   # fetch a catalog entry without a published sha256
     loss: str = "soft_margin_triplet"
     loss_args: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "adamw"

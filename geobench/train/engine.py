@@ -129,7 +129,12 @@ class _Run:
             self.bad.reset()  # a new run starts its own list
         _seed_everything(cfg.seed)
         self.model = cards.build(cfg.model, cfg.preset, cfg.model_args)
+        # Built before the weights load: a released checkpoint's learned temperature goes in it.
+        self.loss_fn = build_loss(cfg.loss, **loss_options(cfg)).to(torch.device(ctx.device))
         self.init_weights = self._initial_weights(start)
+        if ctx.enabled and not cfg.resume:  # DDP broadcasts the model's state, not the loss's
+            self.loss_fn.load_state_dict(dist.broadcast(
+                {k: v.cpu() for k, v in self.loss_fn.state_dict().items()}, ctx))
         card = self.card = self.model.card
         pairs = build_pairs(self.prepared, cfg.train_split, card.query_view, card.reference_view,
                             cfg.places, cfg.place_cell_m)
@@ -141,7 +146,6 @@ class _Run:
             self.total = min(self.total, cfg.max_steps)
         self.device = torch.device(ctx.device)
         fork_safe_opencv(cfg.workers)
-        self.loss_fn = build_loss(cfg.loss, **loss_options(cfg)).to(torch.device(ctx.device))
         dataset = PairDataset(pairs, card, cfg.hflip_p, cfg.rotate_p, self.bad, cfg.augment)
         if getattr(self.loss_fn, "takes_labels", False):  # place ids reach the loss
             dataset = LabelledPairs(dataset, pairs.location)
@@ -209,7 +213,8 @@ class _Run:
         if cfg.resume or not self.ctx.is_main:  # a resumed run's checkpoint holds the weights
             return None
         explicit = not cfg.sources.get("pretrained", "default").startswith("default")
-        return plan_start(cfg.model, cfg.preset, cfg.model_args, cfg.weights, cfg.pretrained, explicit)
+        return plan_start(cfg.model, cfg.preset, cfg.model_args, cfg.weights, cfg.pretrained, explicit,
+                          allow_unpinned=cfg.allow_unpinned)
 
     def _initial_weights(self, start: Any) -> dict[str, Any] | None:
         from geobench.models.initial import apply_start
@@ -217,7 +222,7 @@ class _Run:
 
         if self.cfg.resume:  # keep the run's own record
             return read_config(self.run).get("init_weights") if self.ctx.is_main else None
-        return apply_start(self.model, start) if start is not None else None
+        return apply_start(self.model, start, self.loss_fn) if start is not None else None
 
     # --- checkpoints -----------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
