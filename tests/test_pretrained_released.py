@@ -145,3 +145,81 @@ def test_a_dinov2_hub_file_loads_into_megalocs_backbone_without_its_mask_token(t
                  for bb in model.backbones()]
     assert report.skipped == ("mask_token",) and report.loaded == len(hub) - 1
     assert torch.equal(model.backbones()[0].cls_token, hub["cls_token"])
+
+
+def test_eval_matrix_models_by_datasets_resumes_and_reports(
+        invoke, server, homes, monkeypatch, tmp_path):  # noqa: F811
+    """Two MegaLoc files x two synthetic worlds: four folders, each equal to the single-pair
+    eval; a rerun skips all four; `report` tables them."""
+    from geobench.models import build_model
+
+    root, base, requests = server
+    for seed, name in ((3, "a"), (4, "b")):
+        torch.manual_seed(seed)
+        state = {k: torch.randn_like(v) for k, v in build_model("megaloc", preset="tiny")
+                 .state_dict().items() if v.is_floating_point()}
+        save_safetensors(state, root / f"{name}.safetensors")
+    entries = [{**megaloc_entry(f"{base}/{n}.safetensors"), "name": f"megaloc.{n}"} for n in "ab"]
+    monkeypatch.setenv("GEOBENCH_WEIGHTS_CATALOG",
+                       str(write_catalog(tmp_path / "cat.yaml", entries)))
+    worlds = []
+    for w in ("w1", "w2"):  # both prepared into a folder named ds: linked under own names
+        ds = write_world(tmp_path / w, n_train=2, n_test=3, query_view="street",
+                         reference_view="street", aerial_size=32)
+        (tmp_path / f"ds-{w}").symlink_to(ds)
+        worlds.append(tmp_path / f"ds-{w}")
+    common = ("--preset", "tiny", "--quiet", "--workers", "0", "--device", "cpu",
+              "--allow-unpinned")
+    out = tmp_path / "matrix"
+    args = ("eval", "--model", "megaloc,megaloc", "--pretrained", "megaloc.a,megaloc.b",
+            "--data", f"{worlds[0]},{worlds[1]}", "--out", out, *common)
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    names = {p.parent.relative_to(out).as_posix() for p in out.rglob("metrics.csv")}
+    w1, w2 = (w.name for w in worlds)
+    assert names == {f"megaloc+megaloc.{e}/{w}" for e in "ab" for w in (w1, w2)}
+    assert res.stderr.count("done: ") == 4 and sorted(requests) == ["/a.safetensors",
+                                                                     "/b.safetensors"]
+    # One pair evaluated alone gives the same metrics row.
+    single = tmp_path / "single"
+    res = invoke("eval", "--model", "megaloc", "--pretrained", "megaloc.b", "--data", worlds[1],
+                 "--out", single, *common)
+    assert res.exit_code == 0, res.output
+    pick = ("r@1", "r@5", "r@10", "weights_sha256", "protocol")
+    mine = next(csv.DictReader((out / f"megaloc+megaloc.b/{w2}/metrics.csv").open()))
+    alone = next(csv.DictReader((single / "metrics.csv").open()))
+    assert [mine[c] for c in pick] == [alone[c] for c in pick]
+    # Resumable: finished pairs are skipped (their files untouched).
+    stamp = (out / f"megaloc+megaloc.a/{w1}/results.h5").stat().st_mtime_ns
+    (out / f"megaloc+megaloc.b/{w2}/metrics.csv").unlink()  # as if interrupted there
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("skipped: ") == 3 and res.stderr.count("done: ") == 1
+    assert (out / f"megaloc+megaloc.a/{w1}/results.h5").stat().st_mtime_ns == stamp
+    res = invoke("report", out, "--table", "--format", "csv")
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(res.stdout.splitlines()))
+    assert len(rows) == 4 and {r["run"] for r in rows} == {
+        f"megaloc+megaloc.{e}/{w}" for e in "ab" for w in (w1, w2)}
+    res = invoke("report", out, "--table", "--paper", "msls", "--format", "csv")
+    assert res.exit_code == 0, res.output
+    published = {r["run"] for r in csv.DictReader(res.stdout.splitlines())} - {r["run"] for r in rows}
+    assert {f"[paper] {m}" for m in ("BoQ (DINOv2)", "BoQ (ResNet-50)", "DINOv2 SALAD")} <= published
+    # Validated before any work.
+    for bad, message in (
+            (("--pretrained", "megaloc.a,megaloc.b,megaloc.a"), "lists 3 names for 2 models"),
+            (("--pretrained", "megaloc.zz"), "no such entry"),
+            (("--pretrained", "megaloc.a", "--all-released"), "--all-released picks every")):
+        res = invoke("eval", "--model", "megaloc,megaloc", *bad, "--data", worlds[0],
+                     "--out", tmp_path / "bad", *common)
+        assert res.exit_code == 2 and message in res.stderr, res.output
+        assert not (tmp_path / "bad").exists()
+
+
+def test_all_released_picks_each_models_default_file():
+    from geobench.eval.matrix import released_defaults
+
+    assert released_defaults() == [
+        ("megaloc", "megaloc.gsv_sf_xl"), ("dino_salad", "dino_salad.gsv_cities"),
+        ("boq_resnet50", "boq_resnet50.gsv_cities"), ("boq_dinov2", "boq_dinov2.gsv_cities"),
+        ("cosplace", "cosplace.resnet50_2048"), ("eigenplaces", "eigenplaces.resnet50_2048")]

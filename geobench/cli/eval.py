@@ -64,8 +64,13 @@ def eval_cmd(
              "models: asavg); ranks beyond K stay those of the global search. 0: off. "
              "[default: the model card's, asavg 50]")] = None,
     model: Annotated[Optional[str], typer.Option(
-        help="Evaluate this registered model as loaded from --weights/--pretrained (no RUN).")
+        help="Evaluate this registered model as loaded from --weights/--pretrained (no RUN); "
+             "A,B with --pretrained X,Y and --data D1,D2 evaluates every pair into "
+             "OUT/<model>+<weights>/<dataset>/ (finished pairs are skipped).")
     ] = None,
+    all_released: Annotated[bool, typer.Option(
+        help="With --data D1[,D2] --out DIR: every released model with its published file "
+             "(see `geobench models NAME`), one folder per model and dataset.")] = False,
     weights: Annotated[Optional[Path], typer.Option(help=WEIGHTS_HELP)] = None,
     pretrained: Annotated[Optional[str], typer.Option(help="With --model: imagenet or a "
                                                       "weights-catalog entry name.")] = None,
@@ -110,6 +115,16 @@ def eval_cmd(
     else:
         approx["device"] = device
     embed = dict(batch_size=batch_size, device=device, workers=workers)
+    if all_released or "," in (model or "") or "," in str(data or ""):
+        if run is not None or features is not None or weights is not None or out is None:
+            raise UsageError("a matrix (--model A,B, --data D1,D2 or --all-released) evaluates "
+                             "catalog weights: pass --pretrained and --out DIR, no RUN, "
+                             "--features or --weights")
+        _matrix(model, pretrained, data, out, split, preset, all_released, allow_unpinned,
+                EvalOptions(protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
+                            save_topk=save_topk, save_descriptors=save_descriptors, ties=ties,
+                            **approx), embed)
+        return
     if model is not None or weights is not None or pretrained is not None:
         if model is None or run is not None or features is not None or data is None or out is None:
             raise UsageError("--weights/--pretrained evaluate a model without a run: pass "
@@ -170,6 +185,35 @@ def eval_cmd(
     for note in summary.notes:
         typer.echo(f"warning: {one_line(note)}", err=True)
     _print_eval(summary)
+
+
+def _matrix(model: str | None, pretrained: str | None, data: Path | None, out: Path,
+            split: str, preset: str | None, all_released: bool, allow_unpinned: bool,
+            options: Any, embed: dict[str, Any]) -> None:
+    from geobench.eval.matrix import plan_matrix, run_matrix, split_list
+    from geobench.report.table import collect, render
+    from geobench.train.runeval import evaluate_weights
+
+    pairs = plan_matrix(split_list(model, "--model"), split_list(pretrained, "--pretrained"),
+                        [Path(d) for d in split_list(str(data) if data else None, "--data")],
+                        all_released=all_released, preset=preset, allow_unpinned=allow_unpinned)
+
+    def evaluate(pair: Any, folder: Path) -> None:
+        summary = evaluate_weights(pair.model, pair.data, folder, split, options,
+                                   pretrained=pair.pretrained, preset=preset,
+                                   allow_unpinned=allow_unpinned, **embed)
+        for note in summary.notes:
+            typer.echo(f"warning: {pair.label}: {one_line(note)}", err=True)
+
+    def said(pair: Any, status: str) -> None:
+        typer.echo(f"{status}: {pair.label} -> {out / pair.folder}", err=True)
+
+    guarded = {f"--data {p.data}": p.data for p in pairs}  # --out must not be inside one
+    with claim_output(out, "eval", inputs=guarded):
+        folders = run_matrix(pairs, out, evaluate, said)
+    typer.echo(render(collect([out]), "rich"), nl=False)
+    typer.echo(f"wrote {len(folders)} result folders under {out}; `geobench report {out}` "
+               f"tables them again", err=True)
 
 
 SMALL_MEMORY = 16 << 20  # below this the search blocks are too small to be efficient

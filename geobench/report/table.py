@@ -25,6 +25,7 @@ PAPER_FAMILIES = {
     "cvusa": ("cvusa",), "cvact": ("cvact_val", "cvact_test"),
     "vigor": ("vigor_same", "vigor_cross"),
     "university1652": ("u1652_d2s", "u1652_s2d"), "u1652": ("u1652_d2s", "u1652_s2d"),
+    "msls": ("msls_val_740", "msls_val_all"),
 }
 
 
@@ -103,7 +104,7 @@ def _unclash(table: pd.DataFrame) -> None:
 
 
 def paper_rows(name: str) -> pd.DataFrame:
-    """Published numbers for a dataset family (cvusa, cvact, vigor, university1652) or
+    """Published numbers for a dataset family (cvusa, cvact, vigor, university1652, msls) or
     one protocol, marked kind="paper", from the packaged data/paper_results.csv."""
     from importlib.resources import files
 
