@@ -241,3 +241,23 @@ def test_every_catalog_dataset_says_what_a_training_place_is():
         first = spec.training_places.split(":")[0].split(" ")[0]
         assert first in DEFINITIONS or first == "by", (spec.name, spec.training_places)
         assert ("training places", spec.training_places) in spec.card_rows()
+
+
+def test_too_close_places_for_a_batch_is_a_usage_error():
+    from types import SimpleNamespace
+
+    from geobench.train.batching import make_sampler
+    from geobench.train.places import Places
+
+    n = 10  # ten places 5 m apart: every two conflict, no batch of 4 exists
+    places = Places(place=np.arange(n), xy=np.stack([np.arange(n) * 5.0, np.zeros(n)], 1),
+                    city=np.full(n, ""), definition="netvlad", each_pair=False, separation_m=25.0,
+                    reach=np.zeros(n))
+    cfg = SimpleNamespace(images_per_place=1, sampling="unique", batch_size=4, seed=0)
+    with pytest.raises(UsageError, match="no batch of 4 places more than 25.0 m apart"):
+        make_sampler(SimpleNamespace(places=places, xy=places.xy), cfg)
+    spread = Places(place=np.arange(n), xy=np.stack([np.arange(n) * 50.0, np.zeros(n)], 1),
+                    city=np.full(n, ""), definition="netvlad", each_pair=False, separation_m=25.0,
+                    reach=np.zeros(n))
+    sampler, _ = make_sampler(SimpleNamespace(places=spread, xy=spread.xy), cfg)
+    assert sampler.steps_per_epoch() == 2

@@ -123,6 +123,11 @@ def make_sampler(pairs: Any, cfg: Any, rank: int = 0, world_size: int = 1) -> tu
     sampler = PairBatchSampler(places.place, cfg.batch_size, cfg.seed, neighbours, per_anchor,
                                rank, world_size, conflicts=places.conflicts(),
                                each_pair=places.each_pair)
+    if sampler.steps_per_epoch() == 0:  # every large enough set of places is too close together
+        raise UsageError(f"batch_size {cfg.batch_size}: the {len(places)} training places "
+                         f"({places.definition}) give no batch of {cfg.batch_size} places more than "
+                         f"{places.separation_m} m apart; lower --batch-size or choose another "
+                         f"places definition (--set places=...)")
     return sampler, per_anchor
 
 
