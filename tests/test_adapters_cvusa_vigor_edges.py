@@ -235,9 +235,11 @@ def test_cvusa_write_polar_default_and_its_errors(tmp_path, monkeypatch):
     (raw / "bingmap/19/0000002.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match=r"CVUSA/bingmap/19/0000002\.jpg: damaged image"):
         write_polar(raw, out, [("bingmap/19/0000002.jpg", "p.png")], (8, 24))
-    monkeypatch.setattr(cv2, "imwrite", lambda *a, **k: False)
-    with pytest.raises(DataError, match=r"out/p\.png: could not write the polar image"):
+    # encoded in memory (issue 25: libpng wrote to the file itself and printed raw errors)
+    monkeypatch.setattr(cv2, "imencode", lambda *a, **k: (False, None))
+    with pytest.raises(DataError, match=r"cannot encode a \(8, 24, 3\) image as \.png"):
         write_polar(raw, out, [("bingmap/19/0000001.jpg", "p.png")], (8, 24))
+    assert not (out / "p.png").exists()
 
 
 def test_cvusa_one_line_locations_file(tmp_path):
