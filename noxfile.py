@@ -102,3 +102,16 @@ def mutants(session: nox.Session) -> None:
     session.run("mutmut", "run", "--max-children", "2", *globs,
                 env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     session.run("python", "benchmarks/mutation_score.py", *modules)
+
+
+@nox.session
+def semantic(session: nox.Session) -> None:
+    """Hand-written plausible mistakes (issue 28), one patch each, against their covering tests.
+
+    `nox -s semantic` runs every mutant in benchmarks/mutation/semantic/catalogue.csv;
+    `nox -s semantic -- 001 007` only those (no score line). Each mutant runs in a clean copy
+    of the tracked files; writes the catalogue's status column, results.csv and scores.csv.
+    """
+    install(session, "[test]")
+    session.run("python", "benchmarks/mutation/semantic/run.py", *session.posargs,
+                env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
