@@ -148,6 +148,7 @@ def block_pass(s, c0, lo, hi, live, above, k, vals, idx, fill, thr):
     cap = vals.shape[1]
     scratch = np.empty(cap, np.float32)
     hits = np.empty(w, np.int64)
+    inband = np.empty(w, np.int64)
     size = 256
     band_r = np.empty(size, np.int64)
     band_c = np.empty(size, np.int64)
@@ -167,6 +168,7 @@ def block_pass(s, c0, lo, hi, live, above, k, vals, idx, fill, thr):
             # row is then tested against its worst
             # hits are listed against the threshold at the scan's start; when a cut-back
             # raises it, the rest of the row is scanned again with the new one
+            nr_band = 0  # band columns of this row and slot, appended after the pass
             start = 0
             counted = 0  # columns [0, counted) are in `above` already
             while start < w:
@@ -182,15 +184,8 @@ def block_pass(s, c0, lo, hi, live, above, k, vals, idx, fill, thr):
                     c = hits[i]
                     x = row[c]
                     if x >= lj and x <= hj:
-                        if nb == size:
-                            band_r = _grow(band_r, nb)
-                            band_c = _grow(band_c, nb)
-                            band_j = _grow(band_j, nb)
-                            size *= 2
-                        band_r[nb] = r
-                        band_c[nb] = c
-                        band_j[nb] = j
-                        nb += 1
+                        inband[nr_band] = c
+                        nr_band += 1
                     if top and x > t:
                         raised = f == cap
                         if raised:
@@ -206,4 +201,14 @@ def block_pass(s, c0, lo, hi, live, above, k, vals, idx, fill, thr):
             if top:
                 fill[r] = f
                 thr[r] = t
+            if nr_band:  # (growing arrays inside the hit loop would slow it several times)
+                while nb + nr_band > size:
+                    band_r = _grow(band_r, nb)
+                    band_c = _grow(band_c, nb)
+                    band_j = _grow(band_j, nb)
+                    size *= 2
+                band_r[nb:nb + nr_band] = r
+                band_c[nb:nb + nr_band] = inband[:nr_band]
+                band_j[nb:nb + nr_band] = j
+                nb += nr_band
     return band_r[:nb], band_c[:nb], band_j[:nb]
