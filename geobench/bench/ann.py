@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from geobench.bench import MB, make_row, selected
+from geobench.bench import MB, make_row, selected, smoke
 
 STAGE = "eval"
 
@@ -67,6 +67,8 @@ def run(quick: bool) -> list[dict]:
 
     set_quiet(True)
     nq, nr, dim = (500, 50_000, 256) if quick else (2000, 1_000_000, 256)
+    if smoke():  # information rows only, never gated: a smaller gallery builds in seconds
+        nq, nr, dim = 200, 20_000, 128
     memory = 1 << 30
     size = f"{nq}x{nr} D={dim}"
     settings = [(f, kw) for f, kw in _settings(quick)

@@ -16,8 +16,8 @@ SMOKE_ENV = "GEOBENCH_BENCH_SMOKE"
 
 def smoke() -> bool:
     """Whether this is a smoke run (`geobench bench --quick` without `--check`): every
-    case is measured once (one round, the warm-up kept), enough to show that each stage
-    runs and roughly where it stands, not to gate on."""
+    case is measured once, without a warm-up call, enough to show that each stage runs
+    and roughly where it stands (first-call costs included), not to gate on."""
     return os.environ.get(SMOKE_ENV, "") == "1"
 
 
@@ -29,6 +29,7 @@ def time_samples(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1,
                  number: int = 1) -> list[float]:
     """Seconds per call of fn() for each of `repeat` rounds (after `warmup` untimed calls)."""
     repeat = _rounds(repeat)
+    warmup = 0 if smoke() else warmup
     for _ in range(max(0, warmup)):
         fn()
     samples = []
@@ -83,6 +84,7 @@ def interleaved(fns: Mapping[str, Callable[[], Any]], repeat: int = 5, warmup: i
     """
     now = clock or cpu_clock()
     repeat = _rounds(repeat)
+    warmup = 0 if smoke() else warmup
     number = {name: 1 for name in fns}
     for name, fn in fns.items():
         for _ in range(max(0, warmup)):
