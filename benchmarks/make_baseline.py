@@ -80,7 +80,7 @@ def main() -> int:
             folder = work / f"run{i}"
             print(f"run {i + 1}/{args.runs}", file=sys.stderr, flush=True)
             code = subprocess.call([sys.executable, "-m", "geobench", "bench", args.stage,
-                                    "--quick", "--quiet", "--threads", str(args.threads),
+                                    "--quick", "--no-smoke", "--quiet", "--threads", str(args.threads),
                                     "--out", str(folder)]
                                    + (["--rows", args.rows] if args.rows else []),
                                    stdout=subprocess.DEVNULL)

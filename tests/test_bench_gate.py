@@ -306,3 +306,7 @@ def test_quick_is_a_smoke_run_and_the_gate_measures_only_gated_rows(tmp_path, mo
     assert measured == {"gated 1": "smoke=0"}  # full repetitions, the info case skipped
     assert _verdicts(tmp_path / "gate" / "bench-check.csv") == {"gated 1": "noisy"}
     assert "bench: prep" not in gate.stderr  # stages without gated rows are not started
+    full = invoke("bench", "mine", "--quick", "--no-smoke", "--out", tmp_path / "full", "-q")
+    assert full.exit_code == 0, full.output
+    with open(tmp_path / "full" / "bench.csv", newline="") as handle:
+        assert {r["params"] for r in csv.DictReader(handle)} == {"smoke=0"}

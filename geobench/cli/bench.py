@@ -21,7 +21,10 @@ def bench_cmd(
                                          "synthetic | all, or a comma list.")] = "all",
     quick: Annotated[bool, typer.Option(
         help="Smoke run: small sizes, each case measured once (a few minutes for all "
-             "stages); with --check, the baseline's small sizes and repetitions.")] = False,
+             "stages); with --check or --no-smoke, every repetition.")] = False,
+    smoke: Annotated[Optional[bool], typer.Option(
+        "--smoke/--no-smoke", help="One measurement per case instead of 3-7 [default: "
+                                   "with --quick and no --check].")] = None,
     out: Annotated[Path, typer.Option(help="Where bench.csv and bench.h5 go.")] = Path("bench"),
     check: Annotated[Optional[Path], typer.Option(
         help="Baseline bench.csv: exit non-zero on a ratio regression. Measures only the "
@@ -65,7 +68,7 @@ def bench_cmd(
         gated = {e.row.stage for e in baseline if re.search(rows, e.row.case)}
         stages = tuple(s for s in stages if s in gated)
     options = BenchOptions(stages=stages, quick=quick, threads=threads, quiet=quiet, rows=rows,
-                           smoke=quick and baseline is None)
+                           smoke=(quick and baseline is None) if smoke is None else smoke)
     run, checked = collect_checked(options, baseline, tolerance, str(check))
     paths = write_bench(run, out, checked)
     show = console().print
