@@ -101,9 +101,10 @@ def prepare_world(options: DemoOptions, data: Path):
     return prepared
 
 
-def _keep_untrained(out: Path, prepared: Any, model: str, result: Any) -> Path:
+def _keep_untrained(out: Path, prepared: Any, model: str, result: Any, sets: Any) -> Path:
     """OUT/untrained: the untrained model's evaluation as a run of its own (results.h5 +
-    metrics.csv), so reports compare it with the trained run instead of forgetting it."""
+    metrics.csv, with the image ids and the dataset, so the HTML report draws its examples
+    too), so reports compare it with the trained run instead of forgetting it."""
     from geobench.eval.records import Provenance
     from geobench.eval.results import write_results
 
@@ -111,7 +112,10 @@ def _keep_untrained(out: Path, prepared: Any, model: str, result: Any) -> Path:
     name = prepared.name
     write_results(folder / "eval" / f"{name}-test", result, Provenance(
         run="untrained", dataset=name, split="test", model=model,
-        dataset_sha256=prepared.dataset_hash(), preset="tiny", variant=f"{model} untrained"))
+        dataset_sha256=prepared.dataset_hash(), preset="tiny", variant=f"{model} untrained",
+        extra={"data": str(Path(prepared.root).resolve())}),
+        query_uids=[str(u) for u in sets.queries["uid"]],
+        reference_uids=[str(u) for u in sets.references["uid"]])
     return folder
 
 
@@ -159,7 +163,8 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     untrained = build_model(options.model, preset="tiny").eval()
     details: dict[str, Any] = {}
     before = evaluate_model(untrained, prepared, "test", details=details)
-    baseline_dir = _keep_untrained(out, prepared, options.model, details["result"])
+    baseline_dir = _keep_untrained(out, prepared, options.model, details["result"],
+                                   details["sets"])
     times["evaluate untrained"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -121,7 +121,7 @@ def doctor(name: str, root: Path, deep: bool = False, shard: Any = None,
         with tempfile.TemporaryDirectory() as scratch:
             adapted = adapt(name, root, Path(scratch), {})
         if not adapted.index:
-            check_missing(adapted, name, strict=False)  # raises: nothing usable at all
+            check_missing(adapted, name, strict=False)  # raises: nothing found or usable
     except GeobenchError as exc:
         checks.append(Check("layout", "fail", str(exc), "fix the file or folder the message "
                             "names, or point --root at the dataset folder"))

@@ -248,16 +248,23 @@ def _read_csv(path: Path, columns: tuple[str, ...], text: tuple[str, ...],
     return frame
 
 
-def read_prepared(ds: str | Path, check_files: bool = False) -> Prepared:
-    """Load and validate a prepared dataset directory."""
+def check_prepared_dir(ds: str | Path) -> Path:
+    """The cheap part of read_prepared: `ds` is a folder holding a manifest (so a missing
+    dataset is named before anything slow, e.g. a weights download, starts)."""
     ds = Path(ds)
     if not ds.is_dir():
         raise DataError(f"{ds}: not a directory; prepare a dataset first with "
                         f"`geobench prepare NAME --out {ds}`")
-    manifest_path = ds / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise DataError(f"{manifest_path}: file not found, {ds} is not a prepared dataset "
+    if not (ds / MANIFEST_FILE).is_file():
+        raise DataError(f"{ds / MANIFEST_FILE}: file not found, {ds} is not a prepared dataset "
                         f"(or its preparation was interrupted); {_RERUN}")
+    return ds
+
+
+def read_prepared(ds: str | Path, check_files: bool = False) -> Prepared:
+    """Load and validate a prepared dataset directory."""
+    ds = check_prepared_dir(ds)
+    manifest_path = ds / MANIFEST_FILE
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -58,7 +58,7 @@ def test_world_difficulty_is_difficulty_and_preset_is_a_deprecated_alias(invoke,
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--epochs", "0"], "epochs = 0"),
+    (["--epochs", "0"], "--epochs 0: must be an integer >= 1"),
     (["--difficulty", "nightmare"], "unknown synthetic preset"),
     (["--pairs", "3"], "--pairs 3 is fewer than one training batch"),
     (["--test-pairs", "0"], "--test-pairs 0"),

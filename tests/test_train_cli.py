@@ -55,12 +55,12 @@ def test_train_then_eval_run(invoke, world, tmp_path):
     (["train", "no_such_model", "--out", "{tmp}/r"], "unknown model 'no_such_model'"),
     (["train", "{model}", "--data", "{tmp}/nowhere", "--out", "{tmp}/r"], "not a directory"),
     (["train", "{model}", "--out", "{tmp}/r", "--resume"], "nothing to resume"),
-    (["train", "{model}", "--out", "{tmp}/r", "--batch-size", "1"], "batch_size = 1"),
+    (["train", "{model}", "--out", "{tmp}/r", "--batch-size", "1"], "--batch-size 1: must be an integer >= 2"),
     (["train", "{model}", "--out", "{tmp}/r", "--preset", "huge"], "no preset 'huge'"),
     (["train", "{model}", "--out", "{tmp}/r", "--config", "{tmp}/missing.yaml"], "missing.yaml"),
     (["eval", "{tmp}/r"], "--data DS is required"),
     (["eval", "{tmp}/r", "--data", "{world}"], "not a run directory"),
-    (["eval", "{tmp}", "--data", "{world}"], "checkpoint.pt: checkpoint not found"),
+    (["eval", "{tmp}", "--data", "{world}"], "not a run directory (no checkpoint.pt"),
 ])
 def test_errors_are_one_line_and_write_nothing(invoke, world, tmp_path, args, fragment):
     name = register_test_model()

@@ -49,6 +49,9 @@ def bench_cmd(
     from geobench.bench.output import bench_table, check_table, console, write_bench
 
     stages = resolve_stages(stage)
+    from geobench.guard import check_output
+
+    check_output(out)  # a file or unwritable --out fails before minutes of measuring
     if tolerance is not None:
         percent = parse_percent(tolerance, "--tolerance")
         if not tolerance.strip().endswith("%") and 0 < percent < 1:

@@ -24,6 +24,7 @@ from geobench.errors import (
     user_message,
 )
 from geobench.progress import set_quiet
+from geobench.validation import check_options, check_size
 
 app = typer.Typer(
     name="geobench",
@@ -71,10 +72,13 @@ def command(*args: Any, group: typer.Typer | None = None, examples: list[str] | 
     become one-line messages and exit codes; `examples` become the help's epilog."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        name = args[0] if args else func.__name__
+
         @functools.wraps(func)
         def wrapper(*a: Any, **kw: Any) -> Any:
             set_quiet(bool(kw.get("quiet", False)))
             try:
+                check_options(name, kw)  # every numeric option in range before any work
                 with one_line_warnings():
                     return func(*a, **kw)
             except GeobenchError as exc:
@@ -155,7 +159,7 @@ def parse_size(text: str, option: str) -> tuple[int, int]:
     except ValueError:
         raise UsageError(f"{option} {text!r} is not a size; write it as HEIGHTxWIDTH, "
                          f"e.g. 112x616") from None
-    return h, w
+    return check_size(h, w, option)
 
 
 def parse_percent(text: str, option: str) -> float:

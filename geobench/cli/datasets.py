@@ -159,6 +159,10 @@ def prepare_cmd(
     if name == "synthetic":
         from geobench.datasets.synthetic import SyntheticOptions, prepare_synthetic
 
+        if root is not None:
+            raise UsageError(f"--root {root} does not apply to `prepare synthetic`: the world "
+                             f"is generated into {out / 'raw'}; drop --root")
+
         given = {"pairs": pairs, "test_pairs": test_pairs, "cities": cities}
         synth = SyntheticOptions(out=out / "raw", seed=seed, layout=layout, preset=difficulty,
                                  resolution=resolution, workers=workers, overwrite=overwrite,

@@ -148,13 +148,20 @@ def eval_cmd(
         if data is None:
             raise UsageError(f"--data DS is required to evaluate the run {run}: the prepared "
                              f"dataset whose --split {split} is embedded")
-        from geobench.train.runeval import check_run_dir, default_eval_dir, evaluate_run
+        from geobench.train.runeval import (
+            check_eval_out,
+            check_run_dir,
+            default_eval_dir,
+            evaluate_run,
+        )
 
-        check_run_dir(run)
+        check_run_dir(run, checkpoint)
+        if out is not None:
+            check_eval_out(run, out)
         options = EvalOptions(protocol=protocol, ks=parse_ks(k), memory_bytes=parse_memory(memory),
                               save_topk=save_topk, save_descriptors=save_descriptors, ties=ties,
                               **approx)
-        out_dir = out if out is not None else default_eval_dir(run, data, split)
+        out_dir = out if out is not None else default_eval_dir(run, data, split, checkpoint)
         # Under torchrun every rank embeds a shard; rank 0 owns the output folder.
         main_rank = int(os.environ.get("RANK", "0") or 0) == 0
         claim = (claim_output(out_dir, "eval", inputs={"--data": data}) if main_rank

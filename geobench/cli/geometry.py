@@ -20,6 +20,7 @@ from geobench.cli.common import (
 )
 from geobench.errors import UsageError, one_line
 from geobench.guard import claim_output
+from geobench.validation import DEFAULT_TRAIN_RADIUS
 
 
 @command("polar", examples=["geobench polar data/CVUSA/bingmap/19 ds/polar --size 112x616 --workers 2",
@@ -150,7 +151,7 @@ def mine_cmd(
     if radius == 0:
         warn("--radius 0 keeps only references at exactly the query's coordinates: almost "
              "every query loses its positives; the VG protocols use 25 m")
-    train_radius = 10.0 if train_radius is None else train_radius
+    train_radius = DEFAULT_TRAIN_RADIUS if train_radius is None else train_radius
     with claim_output(ds, "mine", option="DS"):
         report = mine_dataset(ds, MineOptions(split=split, radius=radius,
                                               train_radius=train_radius,

@@ -58,6 +58,11 @@ def report_cmd(
         from geobench.report.plot import check_output
 
         check_output(plot)  # a bad --plot fails before anything is read
+    points = parse_percent(tolerance, "--tolerance")  # before any figure or HTML is written
+    if check is not None:
+        from geobench.report.published import check_spec
+
+        check_spec(check)  # an unknown method or a missing baseline, before any writing
     rows = collect(paths or [Path(".")])
     if paper:
         rows = pd.concat([rows, paper_rows(paper)], ignore_index=True, sort=False)
@@ -77,12 +82,11 @@ def report_cmd(
     if check is not None:
         from geobench.report.published import check_published, is_published_spec
 
-        tolerance = parse_percent(tolerance, "--tolerance")
-        result = (check_published(rows, str(check), tolerance) if is_published_spec(check)
-                  else check_table(rows, check, tolerance))
+        result = (check_published(rows, str(check), points) if is_published_spec(check)
+                  else check_table(rows, check, points))
         typer.echo("\n".join(result.lines))
         if not result.ok:
-            typer.echo(f"error: {result.failures} metric(s) dropped by more than {tolerance:g} "
+            typer.echo(f"error: {result.failures} metric(s) dropped by more than {points:g} "
                        f"points against {check} (or rows are missing); see the FAIL lines", err=True)
             raise typer.Exit(1)
 

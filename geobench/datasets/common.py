@@ -161,6 +161,11 @@ def walk_images(folder: Path, exts: Iterable[str] = IMAGE_EXTS) -> list[Path]:
 def check_missing(adapted: Adapted, dataset: str, strict: bool) -> None:
     """Raise when nothing is usable, or anything is missing under `strict`."""
     n = adapted.n_missing()
+    if not n and not adapted.index:  # not a copy of this dataset at all (another one's tree?)
+        raise DataError(f"{adapted.raw_root}: nothing of {dataset} found there (0 images "
+                        f"indexed): it does not hold the {dataset} layout; pass --root pointing "
+                        f"at your copy of {dataset} (`geobench datasets {dataset}` shows the "
+                        f"layout)")
     if not n:
         return
     example = next(p for v in adapted.missing.values() for p in v)

@@ -107,6 +107,31 @@ def build_index(reference, options: ApproxOptions, memory_bytes: int):
     return index
 
 
+def preflight(search: str, nprobe: int | None, ef_search: int | None, dim: int,
+              n_reference: int) -> None:
+    """What can be known about --search before any image is embedded: faiss present, the
+    factory buildable at this descriptor size, enough references to train its lists, and
+    --nprobe / --ef-search applicable to it."""
+    factory = parse_search(search)
+    if factory is None:
+        return
+    faiss = _faiss()
+    try:
+        index = faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()[-1].split(":")[-1].strip()
+        raise UsageError(f"--search faiss:{factory}: faiss cannot build it for {dim}-dimensional "
+                         f"descriptors ({detail}); see faiss's index_factory strings, e.g. "
+                         f"IVF4096,Flat") from None
+    lists = _n_lists(faiss, index)
+    if not index.is_trained and lists > n_reference:
+        raise UsageError(f"--search faiss:{factory}: its {lists} lists need at least {lists} "
+                         f"references to train, the gallery has {n_reference}; use at most "
+                         f"IVF{max(1, n_reference // 39)} (faiss wants ~39 per list) or "
+                         f"--search exact")
+    _set_params(faiss, index, ApproxOptions(factory, nprobe, ef_search))
+
+
 def _n_lists(faiss, index) -> int:
     try:
         return int(faiss.extract_index_ivf(index).nlist)

@@ -91,7 +91,11 @@ def parse_memory(text: str) -> int:
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS or float(match.group(1)) <= 0:
         raise UsageError(f"--memory {text!r}: expected a size such as 2GB, 512MB or 1.5G")
-    return int(float(match.group(1)) * _UNITS[unit])
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size < 1:  # '0.5' is half a byte: no search fits
+        raise UsageError(f"--memory {text!r} is {size} bytes; the search needs a budget of at "
+                         f"least 1 byte, e.g. 2GB (without a unit the number is bytes)")
+    return size
 
 
 def evaluate(query: np.ndarray, reference: np.ndarray, positives: CSR,

@@ -28,6 +28,7 @@ class Provenance:
     variant: str = ""
     model_args: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=dict)  # the run's starting weights record
+    checkpoint: str = ""  # which checkpoint of a run was scored: best | last | a file's stem
 
 
 @dataclass

@@ -39,7 +39,7 @@ RESULTS_FILE, METRICS_FILE = "results.h5", "metrics.csv"
 METRICS_COLUMNS = ("run", "dataset", "split", "protocol", "model", "n_query", "n_reference",
                    "r@1", "r@5", "r@10", "r@1%", "k_1pct")
 TEXT_COLUMNS = ("run", "dataset", "split", "protocol", "model", "variant", "preset", "model_args",
-                "weights", "weights_sha256", "ties")
+                "weights", "weights_sha256", "ties", "checkpoint", "dataset_sha256")
 _INT_COLUMNS = ("n_query", "n_reference", "k_1pct", "n_no_positive", "n_tied_queries")
 _ATTR_TEXT = ("protocol", "one_percent_rule", "run", "dataset", "split", "model", "ties",
               "checkpoint_sha256", "dataset_sha256", "features_sha256", "created_at")
@@ -88,6 +88,10 @@ def metrics_row(result: EvalResult, provenance: Provenance) -> dict[str, Any]:
                    weights=_weights_text(provenance.weights),
                    # the full hash of the bytes the run started from (issue 11 provenance)
                    weights_sha256=str((provenance.weights or {}).get("sha256") or ""))
+    if provenance.checkpoint:  # a run's evaluation: which of its checkpoints was scored
+        row["checkpoint"] = provenance.checkpoint
+    if provenance.dataset_sha256:  # reports compare only evaluations of the same dataset
+        row["dataset_sha256"] = provenance.dataset_sha256
     values = result.metrics
     for key in METRICS_COLUMNS[7:]:
         row[key] = values[key]
@@ -125,6 +129,7 @@ def write_results(out_dir: str | Path, result: EvalResult, provenance: Provenanc
              "k_1pct": int(result.k_one_percent), "run": provenance.run,
              "dataset": provenance.dataset, "split": provenance.split, "model": provenance.model,
              "checkpoint_sha256": provenance.checkpoint_sha256,
+             "checkpoint": provenance.checkpoint,
              "dataset_sha256": provenance.dataset_sha256,
              "features_sha256": provenance.features_sha256,
              "n_query": int(result.n_query), "n_reference": int(result.n_reference),

@@ -79,6 +79,9 @@ def build_model(
             f"model {name!r} has no argument {', '.join(unknown)}; its arguments: {', '.join(sorted(allowed))} "
             f"(see `geobench models {name}`)."
         )
+    from geobench.models.schema import check_model_args
+
+    check_model_args(name, card.schema, kwargs)
     model = entry.factory(input_size=input_size, **kwargs)
     model._registry_name = name
     n = sum(t.numel() for t in model.parameters())

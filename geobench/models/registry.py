@@ -30,6 +30,7 @@ class ModelCard:
     params_m: expected parameter count in millions (checked by the tests within 2%).
     rerank: `geobench eval` re-orders each query's global-search shortlist of this many
       references with the model's pair score (pair-dependent models); 0 = off.
+    schema: the type and range of each factory argument (geobench.models.schema).
     """
 
     paper: str
@@ -46,6 +47,8 @@ class ModelCard:
     params_m: float | None = None
     notes: str = ""
     rerank: int = 0
+    # argument -> geobench.models.schema.Arg: type and range, checked before a build
+    schema: dict[str, Any] = field(default_factory=dict)
 
 
 MODELS: Registry[Callable[..., Any]] = Registry("model", "geobench models")

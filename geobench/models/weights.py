@@ -13,6 +13,7 @@ naming the key and both shapes. Nothing is ever downloaded.
 from __future__ import annotations
 
 import json
+import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,9 +127,15 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
         return read_safetensors(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol notice is not for the user
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or pickled-code files
         reason = " ".join(str(exc).split())[:200]
+        if "weights_only" in reason or isinstance(exc, pickle.UnpicklingError):
+            # torch's own text advises weights_only=False, i.e. running the file's code
+            reason = ("it holds pickled Python objects besides tensors, which geobench never "
+                      "unpickles because unpickling can run code")
         raise DataError(
             f"{path}: cannot read weights ({type(exc).__name__}: {reason}); "
             "it must be a torch.save'd state dict of tensors (or .safetensors)"

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from geobench.errors import UsageError
+from geobench.models import schema as schemas
 from geobench.models.aggregators import SAFA, MixVPR
 from geobench.models.asavg import ASAVGModel
 from geobench.models.attention import GSRA, make_attention
@@ -88,6 +89,7 @@ MCGRA_CARD = ModelCard(
         "recipe": TINY_RECIPE, "params_m": 4.924, "about": TINY_ABOUT,
     }},
     params_m=21.778,
+    schema=schemas.MCGRA,
     notes="Paper-silent choices [A] (arguments): separate branch weights (share_weights), MixVPR "
     "1024→1024 depth 4 rows 4 (4096-D), MC_GRA reduction 8 / context channels 1 / DCNv2 / sum pooling "
     "(paper eq. 5) / learnable position encoding, no backbone freezing. Ablations (paper Tables 4-5): "
@@ -188,6 +190,7 @@ MIXVPR_CARD = ModelCard(
         "params_m": 2.043, "about": TINY_ABOUT,
     }},
     params_m=10.881,
+    schema=schemas.MIXVPR_ARGS,
     notes="conv1/bn1/layer1/layer2 frozen as in MixVPR (freeze_stages=2). For cross-view use pass "
     "input_size with the two views' (equal) size. The tiny preset trains with the soft-margin triplet. "
     "As main.py: one forward over all places x images (joint BatchNorm statistics); warm-up "
@@ -242,6 +245,7 @@ SAFA_CARD = ModelCard(
         "recipe": TINY_RECIPE, "params_m": 0.12, "about": TINY_ABOUT,
     }},
     params_m=29.534,
+    schema=schemas.SAFA,
     notes="As the official TensorFlow code: VGG-16 with 2x2 'SAME' max pools (odd sizes round up) "
     "and one more after conv5_3, so 4x20 maps (N = 80) at 112x616; dropout 0.2 (keep 0.8) after "
     "conv4_1-conv5_3; channel mean pooling; 29,533,696 params (2 x (14,714,688 + 52,160)). "
@@ -309,6 +313,7 @@ CONVNEXT_GAP_CARD = ModelCard(
         "recipe": TINY_RECIPE, "params_m": 0.092,
     }},
     params_m=87.566,
+    schema=schemas.CONVNEXT_GAP,
     notes="Any input size works (no size-fixed layer). Learnable InfoNCE temperature lives in the loss. "
     "Schedule as transformers' get_cosine_schedule_with_warmup (the first warm-up step at lr 0); one "
     "step and whole schedules equal the official code (tests/test_train_golden.py).",
@@ -355,6 +360,7 @@ LRFR_CARD = ModelCard(
                                     "(not the paper's semi-hard one)"),
     }},
     params_m=13.174,
+    schema=schemas.LRFR,
     notes="GSRA fixes the input size; with shared weights [A, as the Sample4Geo-derived code] both views "
     "must have one size (share_weights=False for CVUSA-style ground/aerial sizes). SALAD dropout 0.3. "
     "Stochastic depth 0.1 as torchvision's convnext_tiny, which the official code builds (per sample, "
@@ -434,6 +440,7 @@ ASAVG_CARD = ModelCard(
         "recipe": TINY_RECIPE, "params_m": 0.035, "about": TINY_ABOUT,
     }},
     params_m=6.840,
+    schema=schemas.ASAVG,
     rerank=50,
     notes="[A] (arguments): LSKNet-S shared by both views, stage-3 maps into ASA (paper: stage 3), Sobel "
     "kernels, per-location L2-normalised correlation, MixVPR 1024 x 4 rows, panorama 6x the query width "

@@ -3,7 +3,10 @@
 Each run is compared with the row of data/paper_results.csv for its protocol: a metric
 fails when the run is more than `tolerance` points below the published value. Only like
 is compared with like: R@1% only when the authors' K rule is the protocol's, and a row
-whose positives differ from the protocol (Sample4Geo's one-to-one CVACT-test) is skipped.
+whose positives differ from the protocol (Sample4Geo's one-to-one CVACT-test) is skipped,
+as is a run that is not comparable with a published real-dataset, exact-search number
+(`_not_comparable`: a synthetic world, an approximate index, optimistic ties that counted
+tied queries as hits). With nothing left to compare the check fails.
 """
 from __future__ import annotations
 
@@ -46,6 +49,17 @@ def _rows(spec: str) -> tuple[str, pd.DataFrame]:
     return match[0], rows
 
 
+def check_spec(check: object) -> None:
+    """What `--check` names exists: a published method (and protocol) or a baseline file."""
+    from pathlib import Path
+
+    if is_published_spec(check):
+        _rows(str(check))
+    elif not Path(str(check)).is_file():
+        raise DataError(f"--check {check}: baseline file not found; pass a metrics CSV (e.g. "
+                        f"written by `geobench report --format csv`) or paper:METHOD")
+
+
 def _run_rule(protocol: str) -> str | None:
     from geobench.eval.protocols import get_protocol
 
@@ -53,6 +67,24 @@ def _run_rule(protocol: str) -> str | None:
         return RULE_TEXT.get(get_protocol(protocol).one_percent_rule)
     except Exception:  # noqa: BLE001 - an unknown protocol has no rule to compare
         return None
+
+
+def _not_comparable(run: pd.Series, method: str) -> str | None:
+    """Why a run cannot be held against a published row, or None."""
+    dataset, protocol = str(run.get("dataset", "")), str(run["protocol"])
+    if dataset.startswith("synthetic"):
+        return (f"{dataset} is a synthetic world, {method}'s row was measured on the real "
+                f"{protocol} dataset")
+    search = run.get("search")
+    if isinstance(search, str) and search and search != "exact":
+        return (f"approximate search ({search}) is not the exact search of a published "
+                f"evaluation; re-evaluate with --search exact")
+    tied = run.get("n_tied_queries")
+    if str(run.get("ties", "")) == "optimistic" and (_missing(tied) or float(tied) > 0):
+        count = "an unknown number of" if _missing(tied) else str(int(tied))
+        return (f"--ties optimistic counted {count} tied queries as hits; re-evaluate with "
+                f"--ties expected")
+    return None
 
 
 def check_published(current: pd.DataFrame, spec: str, tolerance: float) -> CheckResult:
@@ -71,6 +103,10 @@ def check_published(current: pd.DataFrame, spec: str, tolerance: float) -> Check
     for _, run in matched.iterrows():
         paper = by_protocol[run["protocol"]]
         name = f"{run['run']}/{run['protocol']} vs {method}"
+        why = _not_comparable(run, method)
+        if why:
+            lines.append(f"skip {name}: {why}")
+            continue
         if paper["positives"] not in ("", "protocol"):
             lines.append(f"skip {name}: the published row counts positives differently "
                          f"({paper['positives']}), not comparable with protocol {run['protocol']}")
@@ -93,7 +129,8 @@ def check_published(current: pd.DataFrame, spec: str, tolerance: float) -> Check
             failures += bad
             compared += 1
             lines.append(f"{'FAIL' if bad else 'ok  '} {name} {col}: published {b:.2f} -> {c:.2f} "
-                         f"({c - b:+.2f}, tolerance {tolerance:g})")
+                         f"({c - b:+.2f}, tolerance {tolerance:g}, ties "
+                         f"{run.get('ties') or 'expected'})")
     if not compared:
         failures += 1
         lines.append(f"FAIL {spec}: no metric could be compared (see the skip lines)")

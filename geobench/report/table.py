@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ def collect(paths: Sequence[str | Path]) -> pd.DataFrame:
         if p.is_file():
             files = [p]
         elif p.is_dir():
-            files = sorted(p.rglob("metrics.csv"))
+            files = _metrics_files(p)
         else:
             raise DataError(f"{p}: no such file or folder; pass run folders or metrics.csv files")
         for f in files:
@@ -63,7 +64,8 @@ def collect(paths: Sequence[str | Path]) -> pd.DataFrame:
         frame = read_metrics(f)
         frame["path"] = str(f.parent)
         frame["run_name"] = frame["run"]
-        rel = f.parent.resolve().relative_to(root.resolve()).as_posix()
+        # relative as written, not resolved: a run folder linked into the root stays inside it
+        rel = Path(os.path.relpath(f.parent.absolute(), root.absolute())).as_posix()
         frame["id"] = rel
         run_rel = [_run_folder(rel, r) for _, r in frame.iterrows()]
         frame["run"] = [r or root.resolve().name for r in run_rel]
@@ -76,10 +78,28 @@ def collect(paths: Sequence[str | Path]) -> pd.DataFrame:
     return table.drop(columns=["_root", "_abs"]).reset_index(drop=True)
 
 
+def _metrics_files(root: Path) -> list[Path]:
+    """Every metrics.csv under `root`, following symlinked folders (a run linked into a
+    report folder is a run too); each real folder is visited once, so a link loop ends."""
+    found, seen = [], set()
+    for here, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        if "metrics.csv" in files:
+            found.append(Path(here) / "metrics.csv")
+    return sorted(found)
+
+
 def _run_folder(rel: str, row: pd.Series) -> str:
     """The run folder (relative to its root, "" for the root) of a metrics.csv's folder."""
     parts = [] if rel == "." else rel.split("/")
-    if len(parts) >= 2 and parts[-2] == "eval" and parts[-1] == f"{row['dataset']}-{row['split']}":
+    folder = f"{row['dataset']}-{row['split']}"
+    label = row.get("checkpoint")
+    names = {folder} | ({f"{folder}-{label}"} if isinstance(label, str) and label else set())
+    if len(parts) >= 2 and parts[-2] == "eval" and parts[-1] in names:
         parts = parts[:-2]
     elif parts and parts[-1] == "eval":
         parts = parts[:-1]
@@ -87,9 +107,9 @@ def _run_folder(rel: str, row: pd.Series) -> str:
 
 
 def _row_key(table: pd.DataFrame) -> pd.Series:
-    cols = ["run", "variant", "dataset", "split", "protocol"]
+    cols = ["run", "variant", "checkpoint", "dataset", "split", "protocol"]
     cols = [c for c in cols if c in table.columns]
-    return table[cols].astype(str).agg("\x1f".join, axis=1)
+    return table[cols].astype(object).fillna("").astype(str).agg("\x1f".join, axis=1)
 
 
 def _unclash(table: pd.DataFrame) -> None:
@@ -180,7 +200,8 @@ def sort_rows(table: pd.DataFrame, by: str | None,
 
 def display_columns(table: pd.DataFrame) -> list[str]:
     """Key, R@1/5/10, R@1% (+K), other R@K, extras; empty columns dropped."""
-    base = ["run", "dataset", "split", "protocol", "model", "variant", "r@1", "r@5", "r@10", "r@1%"]
+    base = ["run", "checkpoint", "dataset", "split", "protocol", "model", "variant", "r@1", "r@5",
+            "r@10", "r@1%"]
     extra_k = sorted((c for c in table.columns if c.startswith("r@") and c not in base
                       and c[2:].isdigit()), key=lambda c: int(c[2:]))
     extras = [c for c in ("hit_rate", "ap", "error_median_m", "error_mean_m", "n_no_positive")

@@ -14,6 +14,7 @@ alone) loads unverified.
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,15 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[dict[s
     digest = hashlib.sha256(raw).hexdigest()
     check_listed(path, digest)
     try:
-        data = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol notice is not for the user
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
+            # torch's text advises weights_only=False, i.e. running the file's code
+            reason = ("it holds pickled Python objects besides tensors, which geobench never "
+                      "unpickles because unpickling can run code")
         raise DataError(f"{path}: not a readable checkpoint ({reason}); delete it and re-run "
                         f"training, or point to another checkpoint") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

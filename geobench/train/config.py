@@ -301,7 +301,20 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     from geobench.losses import LOSSES
 
     LOSSES.entry(cfg.loss)  # unknown loss -> close matches
+    _validate_model_args(cfg)
     return cfg
+
+
+def _validate_model_args(cfg: TrainConfig) -> None:
+    """model_args against the model card's schema, before any data is read."""
+    from geobench.models import MODELS, _load_zoo
+    from geobench.models.schema import check_model_args
+
+    _load_zoo()
+    if cfg.model in MODELS:  # an unknown model fails later with the close matches
+        source = cfg.sources.get("model_args", "defaults")
+        check_model_args(cfg.model, MODELS.card(cfg.model).schema, cfg.model_args,
+                         where="--set" if source == "cli" else source)
 
 
 def _validate_batches(cfg: TrainConfig, bad: Any) -> None:

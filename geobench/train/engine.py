@@ -85,7 +85,7 @@ class _Run:
         import torch
 
         from geobench.losses import build_loss, takes_similarity
-        from geobench.prepared import read_prepared
+        from geobench.prepared import check_prepared_dir, read_prepared
         from geobench.train import cards
         from geobench.train.batching import LabelledPairs, loss_options, make_sampler
         from geobench.train.data import (
@@ -107,6 +107,7 @@ class _Run:
         if not cfg.resume and self.last_path.is_file():
             raise UsageError(f"{self.run} already holds a training run ({ckpt.LAST}); pass "
                              f"--resume to continue it or choose a new --out")
+        check_prepared_dir(cfg.data)  # a missing dataset is named before any download starts
         start = self._plan_start()  # before anything heavy: a bad name or no network fails fast
         self.prepared = read_prepared(cfg.data)
         self.validation = Validation("", "none")

@@ -20,6 +20,13 @@ from geobench.errors import DataError, UsageError
 from geobench.prepared import Prepared
 from geobench.train.data import BAD_IMAGES_FILE, BadImages, read_bad_images
 from geobench.train.evalplan import default_protocol, eval_plan, pick_eval_split, without_images
+from geobench.train.rundir import (  # noqa: F401  (re-exported: the run folder helpers)
+    check_eval_out,
+    check_run_dir,
+    checkpoint_label,
+    default_eval_dir,
+    resolve_checkpoint,
+)
 
 FEATURES_FILE = "features.h5"
 
@@ -143,58 +150,6 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
-def resolve_checkpoint(run: Path, checkpoint: str | None) -> Path:
-    """best (RUN/best.pt), last (RUN/checkpoint.pt) or a path; None: best when it exists and
-    its validation split was large enough to choose on (config.json validation.eval_default)."""
-    from geobench.train.checkpoint import BEST, LAST
-
-    if checkpoint is None:
-        checkpoint = "best" if (run / BEST).is_file() and _selection_default(run) == "best" else "last"
-    path = {"last": run / LAST, "best": run / BEST}.get(checkpoint, Path(checkpoint))
-    if not path.is_file():
-        hint = ("the run has no best.pt (it never evaluated a validation split); use "
-                "--checkpoint last" if checkpoint == "best" else
-                f"pass --checkpoint best|last or a checkpoint file of {run}")
-        raise DataError(f"{path}: checkpoint not found; {hint}")
-    return path
-
-
-def _selection_default(run: Path) -> str:
-    """config.json's eval_default; runs written before it was recorded keep best."""
-    import json
-
-    from geobench.train.config import CONFIG_FILE
-
-    try:
-        saved = json.loads((run / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "best"
-    validation = saved.get("validation") if isinstance(saved, dict) else None
-    return str((validation or {}).get("eval_default", "best"))
-
-
-def check_run_dir(run: str | Path) -> Path:
-    run = Path(run)
-    if not run.is_dir():
-        raise DataError(f"{run}: not a run directory; train one with `geobench train MODEL "
-                        f"--data DS --out {run}`")
-    return run
-
-
-def default_eval_dir(run: str | Path, data: str | Path, split: str) -> Path:
-    """RUN/eval/<dataset>-<split>, the dataset's name taken from DS/manifest.json."""
-    import json
-
-    from geobench.prepared import MANIFEST_FILE
-
-    name = ""
-    try:
-        name = str(json.loads((Path(data) / MANIFEST_FILE).read_text()).get("dataset", ""))
-    except (OSError, ValueError, AttributeError):
-        pass  # evaluate_run reports a bad dataset with its own message
-    return Path(run) / "eval" / f"{name or Path(data).resolve().name}-{split}"
-
-
 def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options: Any = None, *,
                  checkpoint: str | None = None, out: str | Path | None = None,
                  batch_size: int = 32, device: str | None = None, workers: int = 0,
@@ -218,7 +173,7 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
     from geobench.prepared import read_prepared
     from geobench.train.checkpoint import read_checkpoint
 
-    run = check_run_dir(run)
+    run = check_run_dir(run, checkpoint)
     if batch_size < 1 or workers < 0:
         raise UsageError(f"--batch-size must be >= 1 and --workers >= 0 (got {batch_size}, "
                          f"{workers})")
@@ -231,10 +186,11 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
     path = resolve_checkpoint(run, checkpoint)
     state, digest = read_checkpoint(path)  # the hash of exactly the bytes loaded
     model = model_from_state(state, device)
+    _preflight(options, model, prepared, split, protocol)
     options, scorer = pair_scorer(model, prepared, split, protocol, options, amp=amp,
                                   batch_size=batch_size, device=device, workers=workers)
     name = prepared.name or Path(data).resolve().name
-    out_dir = Path(out) if out is not None else default_eval_dir(run, data, split)
+    out_dir = Path(out) if out is not None else default_eval_dir(run, data, split, checkpoint)
     features = out_dir / FEATURES_FILE
     attrs = {"model": state["model"], "checkpoint_sha256": digest,
              "dataset": name, "dataset_sha256": prepared.dataset_hash(), "split": split,
@@ -262,6 +218,7 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
         return None  # cached features under torchrun: rank 0 evaluates
     prov = Provenance(run=attrs["run"], dataset=name, split=split, model=state["model"],
                       checkpoint_sha256=digest, dataset_sha256=attrs["dataset_sha256"],
+                      checkpoint=checkpoint_label(run, checkpoint),
                       extra={"checkpoint": str(path.resolve()), "step": int(state["step"]),
                              "data": str(Path(data).resolve()), "device": device,
                              "amp": amp, "selected_on": (state.get("best") or {}).get("split", "")},
@@ -273,6 +230,17 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", options
         summary.notes.append(f"skipped {len(skipped)} unreadable image(s) (--on-bad-image skip); "
                              f"they are listed in {bad.log}")
     return summary
+
+
+def _preflight(options: Any, model: Any, prepared: Prepared, split: str, protocol: str) -> None:
+    """The --search checks that need the descriptor size and gallery, before embedding."""
+    from geobench.eval.approx import preflight
+
+    if options.search in (None, "", "exact"):
+        return
+    n_reference = len(eval_plan(model, prepared, split, protocol)[0].references)
+    preflight(options.search, options.nprobe, options.ef_search, model.card.descriptor_dim,
+              n_reference)
 
 
 def _dtype(name: str) -> Any:
@@ -335,6 +303,7 @@ def evaluate_weights(model_name: str, data: str | Path, out: str | Path, split: 
     prepared = read_prepared(data)
     options = options or EvalOptions()
     protocol = options.protocol or default_protocol(prepared)
+    _preflight(options, model, prepared, split, protocol)
     name = prepared.name or Path(data).resolve().name
     emb = embed_sets(model, prepared, split, protocol, batch_size=batch_size, device=device,
                      workers=workers)

@@ -147,9 +147,10 @@ def attention_figures(run: str | Path, data: str | Path, out_dir: str | Path, *,
     if not path.is_file():
         raise DataError(f"{path}: no checkpoint; train with `geobench train MODEL --out {run}` "
                         f"or pass --checkpoint FILE")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: exists and is not a folder; pass another --out")
+    from geobench.guard import check_output
+
+    # a file, or a folder inside (or holding) the prepared dataset, is refused
+    out_dir = check_output(out_dir, inputs={"--data": data})
     model, _ = load_run_model(path, "cpu")
     prepared = read_prepared(data)
     written = []

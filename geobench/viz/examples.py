@@ -85,6 +85,23 @@ def dataset_of(attrs: dict[str, Any], data: str | Path | None, where: Path) -> P
     return Path(recorded)
 
 
+def same_dataset(attrs: dict[str, Any], prepared: Any, uids: list[str], where: Path) -> None:
+    """Refuse a prepared dataset other than the one the results were computed on: its
+    images would be drawn under these ranks (or as grey tiles)."""
+    recorded = str(attrs.get("dataset_sha256") or "")
+    found = prepared.dataset_hash()
+    if recorded and found and recorded != found:
+        raise DataError(f"{prepared.root}: not the prepared dataset {where} was computed on "
+                        f"(its index.csv sha256 {found[:12]}, the results record "
+                        f"{recorded[:12]}); pass the dataset they were evaluated on with --data")
+    known = set(prepared.index["uid"])
+    missing = [u for u in uids if u not in known]
+    if missing:
+        raise DataError(f"{prepared.root}: {len(missing)} of the {len(uids)} images of {where} "
+                        f"are not in its index.csv (e.g. {missing[0]}); pass the dataset they "
+                        f"were evaluated on with --data")
+
+
 def _select(ranks: np.ndarray, n_reference: int, how: str, n: int, seed: int) -> np.ndarray:
     if how not in SELECT:
         raise UsageError(f"--select {how!r}: use one of {', '.join(SELECT)}")
@@ -111,6 +128,7 @@ def load_examples(results: str | Path, data: str | Path | None = None, *, querie
                          f"re-run `geobench eval --save-topk {k}` or pass a smaller --k")
     qids, rids = _uids(path, "query/uids", nq), _uids(path, "reference/uids", nr)
     prepared = read_prepared(dataset_of(stored.attrs, data, path))
+    same_dataset(stored.attrs, prepared, qids + rids, path)
     title = " · ".join(str(stored.attrs.get(a)) for a in ("model", "dataset", "split", "protocol")
                        if stored.attrs.get(a))
     return examples_from(stored.ranks, stored.topk_indices, stored.topk_scores, qids, rids,
