@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geobench.errors import UsageError
+from geobench.models import schema as schemas
 from geobench.models.backbones.dinov2 import VITB14, DinoV2
 from geobench.models.backbones.resnet import ResNet
 from geobench.models.base import GeoModel
@@ -132,6 +133,7 @@ BOQ_RESNET_CARD = ModelCard(
     presets={"tiny": {**BOQ_TINY, "kwargs": {"backbone": "resnet_micro", "proj_channels": 64,
                                               "queries": 4, "row_dim": 4}, "params_m": 2.734}},
     params_m=23.844,
+    schema=schemas.BOQ_RESNET,
     notes=BOQ_NOTES,
 )
 
@@ -173,6 +175,7 @@ BOQ_DINO_CARD = ModelCard(
                                               "queries": 4, "row_dim": 4, "trainable_blocks": 2},
                       "params_m": 0.344}},
     params_m=95.207,
+    schema=schemas.BOQ_DINO,
     notes=BOQ_NOTES,
 )
 

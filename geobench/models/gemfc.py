@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geobench.errors import UsageError
+from geobench.models import schema as schemas
 from geobench.models.backbones.resnet import ResNet
 from geobench.models.base import GeoModel
 from geobench.models.registry import ModelCard, register_model
@@ -100,7 +101,7 @@ def _card(paper: str, description: str, notes: str, provenance: str) -> ModelCar
         presets={"tiny": {"kwargs": {"backbone": "resnet_micro", "dim": 64, "freeze_stages": 0},
                           "input_size": {"street": (48, 64)}, "recipe": TINY_RECIPE,
                           "params_m": 8.147}},
-        params_m=27.704, notes=notes)
+        params_m=27.704, notes=notes, schema=schemas.GEMFC)
 
 
 _GRID = ("Released grid (backbone x dim): {grid}. geobench builds resnet50/101/152 (bottleneck "

@@ -16,7 +16,7 @@ from geobench.errors import UsageError
 from geobench.validation import Range
 
 _KIND_TEXT = {int: "an integer", float: "a number", bool: "true or false", str: "a name",
-              dict: "a mapping of name: value"}
+              dict: "a mapping of name: value", tuple: "a list of positive integers"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,9 @@ class Arg:
         ok = {int: isinstance(value, int) and not isinstance(value, bool),
               float: isinstance(value, (int, float)) and not isinstance(value, bool),
               bool: isinstance(value, bool), str: isinstance(value, str),
-              dict: isinstance(value, Mapping)}[self.kind]
+              dict: isinstance(value, Mapping),
+              tuple: isinstance(value, (list, tuple)) and all(
+                  isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)}[self.kind]
         if not ok:
             return f"must be {_KIND_TEXT[self.kind]}, not {type(value).__name__}"
         if self.choices and value not in self.choices:
@@ -87,3 +89,16 @@ LRFR = {"backbone": NAME, "gsra_groups": COUNT, "clusters": COUNT, "cluster_dim"
 ASAVG = {"backbone": NAME, **MIXVPR, "sfe_after_stage": COUNT, "align_normalize": FLAG,
          "n_crops": Arg(int, Range(1), optional=True), "sfe": FLAG, "asa": FLAG,
          "aggregator": NAME, "aggregator_args": ARGS}
+
+# DINOv2 towers: dims = (width, depth, heads) of the ViT; grid = patches per side.
+DIMS = Arg(tuple)
+BLOCKS = Arg(int, Range(0, why="transformer blocks trained; 0: none"))
+MEGALOC = {"dims": DIMS, "grid": COUNT, "clusters": COUNT, "cluster_dim": COUNT,
+           "token_dim": COUNT, "hidden": COUNT, "out_dim": COUNT}
+DINO_SALAD = {"dims": DIMS, "grid": COUNT, "clusters": COUNT, "cluster_dim": COUNT,
+              "token_dim": COUNT, "hidden": COUNT, "trainable_blocks": BLOCKS}
+GEMFC = {"backbone": NAME, "dim": COUNT, "freeze_stages": FREEZE}
+BOQ_RESNET = {"backbone": NAME, "proj_channels": COUNT, "queries": COUNT, "layers": COUNT,
+              "row_dim": COUNT, "freeze_stages": FREEZE}
+BOQ_DINO = {"dims": DIMS, "grid": COUNT, "proj_channels": COUNT, "queries": COUNT,
+            "layers": COUNT, "row_dim": COUNT, "trainable_blocks": BLOCKS}

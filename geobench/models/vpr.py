@@ -18,6 +18,7 @@ from dataclasses import replace
 from torch import Tensor, nn
 
 from geobench.errors import UsageError
+from geobench.models import schema as schemas
 from geobench.models.aggregators import SALAD
 from geobench.models.backbones.dinov2 import VITB14, DinoV2
 from geobench.models.base import GeoModel
@@ -116,6 +117,7 @@ MEGALOC_CARD = ModelCard(
         "params_m": 0.0496,
     }},
     params_m=228.64,
+    schema=schemas.MEGALOC,
     notes="Licence MIT. Weights: HuggingFace gberton/MegaLoc model.safetensors. Official "
     "preprocessing (VPR-methods-evaluation): ImageNet mean/std, each image at its own size "
     "rounded to multiples of 14 px (antialiased resize); pass input_size to match, e.g. "
@@ -169,6 +171,7 @@ DINO_SALAD_CARD = ModelCard(
         "params_m": 0.047,
     }},
     params_m=87.991,
+    schema=schemas.DINO_SALAD,
     notes="Licence GPL-3.0 (serizba/salad): geobench writes the architecture itself and fetches "
     "the weights (GitHub release v1.0.0 dino_salad.ckpt); the file loads key for key. Official "
     "evaluation: ImageNet mean/std at 322x322 (paper), images rounded to multiples of 14 px.",
