@@ -81,10 +81,10 @@ OPTIONS: dict[str, dict[str, Range]] = {
               "lr": Range(0, low_open=True), "max_steps": COUNT,
               "eval_every": Range(0, why="0: no evaluation during training"),
               "val_fraction": Range(0, 1, high_open=True, why="a share of the train places")},
+    # --nprobe / --ef-search take a positive integer or auto (eval.approx.parse_param)
     "eval": {"save_topk": Range(0, why="0 stores no neighbours"),
-             "nprobe": Range(1, why="IVF cells visited per query"),
-             "ef_search": Range(1, why="the HNSW search breadth"),
              "exact_sample": Range(0, why="0: no exact comparison"),
+             "max_loss": Range(0, 100, why="points of R@1 the index may lose"),
              "rerank": Range(0, why="0: off"), "batch_size": COUNT},
     "bench": {"threads": COUNT},
     "demo": {"pairs": COUNT, "test_pairs": COUNT, "epochs": COUNT},

@@ -98,27 +98,34 @@ def test_check_paper_compares_a_real_exact_run_and_says_its_ties():
     assert check_published(_runs(ties="optimistic", n_tied_queries=0), "paper:SAFA@cvusa", 1).ok
 
 
-def test_eval_checkpoint_last_keeps_the_best_evaluation(invoke, tmp_path):
+def test_eval_of_another_checkpoint_keeps_the_default_evaluation(invoke, tmp_path):
+    """Before: `eval --checkpoint last` overwrote the best checkpoint's evaluation in the
+    same folder, and the table did not say which checkpoint it scored."""
+    from geobench.train.runeval import checkpoint_label
+
     name = register_test_model()
     ds = write_world(tmp_path, with_val=True)
     run = tmp_path / "run"
     res = invoke("train", name, "--data", ds, "--out", run, "--epochs", "2", "--workers", "0",
                  "--eval-every", "1", "-q")
     assert res.exit_code == 0 and (run / "best.pt").is_file(), res.output
+    default = checkpoint_label(run, None)  # best, or last where the val split is too small
+    other = {"best": "last", "last": "best"}[default]
     res = invoke("eval", run, "--data", ds, "-q")
-    assert res.exit_code == 0 and "best" in res.stdout, res.output
-    best = run / "eval" / "tinyworld-test" / "metrics.csv"
-    before = best.read_bytes()
-    res = invoke("eval", run, "--data", ds, "--checkpoint", "last", "-q")
+    assert res.exit_code == 0 and default in res.stdout, res.output
+    kept = run / "eval" / "tinyworld-test" / "metrics.csv"
+    before = kept.read_bytes()
+    res = invoke("eval", run, "--data", ds, "--checkpoint", other, "-q")
     assert res.exit_code == 0, res.output
-    assert "checkpoint" in res.stdout and "last" in res.stdout  # the table says which
-    assert best.read_bytes() == before  # kept
-    last = run / "eval" / "tinyworld-test-last" / "metrics.csv"
-    assert last.is_file()
+    assert "checkpoint" in res.stdout and other in res.stdout  # the table says which
+    assert kept.read_bytes() == before  # kept
+    assert (run / "eval" / f"tinyworld-test-{other}" / "metrics.csv").is_file()
     report = invoke("report", run, "--format", "csv")
     table = pd.read_csv(__import__("io").StringIO(report.stdout))
     assert sorted(zip(table["run"], table["checkpoint"])) == [("run", "best"), ("run", "last")]
-    # an explicit --checkpoint best is the default folder, not a third one
-    assert invoke("eval", run, "--data", ds, "--checkpoint", "best", "-q").exit_code == 0
-    assert sorted(p.name for p in (run / "eval").iterdir()) == ["tinyworld-test",
-                                                               "tinyworld-test-last"]
+    # naming the default explicitly is the default folder, not a third one
+    assert invoke("eval", run, "--data", ds, "--checkpoint", default, "-q").exit_code == 0
+    assert sorted(p.name for p in (run / "eval").iterdir()) == sorted(
+        ["tinyworld-test", f"tinyworld-test-{other}"])
+    assert checkpoint_label(run, str(run / "best.pt")) == "best"
+    assert checkpoint_label(run, str(tmp_path / "epoch3.pt")) == "epoch3"

@@ -73,8 +73,10 @@ def test_every_numeric_option_has_a_range():
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--nprobe", "0", "--search", "faiss:IVF2,Flat"], "--nprobe 0: must be an integer >= 1"),
-    (["--ef-search", "-1", "--search", "faiss:HNSW8"], "--ef-search -1: must be an integer >= 1"),
+    (["--nprobe", "0", "--search", "faiss:IVF2,Flat"], "--nprobe '0': use a positive integer"),
+    (["--ef-search", "-1", "--search", "faiss:HNSW8"], "--ef-search '-1': use a positive"),
+    (["--nprobe", "3", "--search", "faiss:Flat"], "--nprobe does not apply to faiss:Flat"),
+    (["--max-loss", "-1", "--search", "faiss:HNSW8", "--ef-search", "auto"], "--max-loss -1"),
     (["--exact-sample", "-1", "--search", "faiss:Flat"], "--exact-sample -1"),
     (["--save-topk", "-1"], "--save-topk -1"),
     (["--memory", "0.5"], "--memory '0.5' is 0 bytes"),
@@ -117,7 +119,7 @@ def test_eval_options_fail_before_anything_is_embedded(invoke, trained, tmp_path
 def test_wrong_values_are_one_line_and_leave_nothing(invoke, trained, tmp_path, args, needle):
     ds, run = trained
     (tmp_path / "src").mkdir()
-    cv2.imwrite(str(tmp_path / "src" / "a.png"), np.full((16, 32, 3), 90, np.uint8))
+    cv2.imwrite(str(tmp_path / "src" / "a.png"), np.full((16, 16, 3), 90, np.uint8))
     before = sorted(p.name for p in run.iterdir())
     res = invoke(*[a.format(tmp=tmp_path, ds=ds, run=run) for a in args], "-q")
     one_error(res, needle)
