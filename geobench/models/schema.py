@@ -81,11 +81,12 @@ MCGRA = {"attention": NAME, "deformable": FLAG, "polar": FLAG, "share_weights": 
 MIXVPR_ARGS = {"backbone": NAME, **MIXVPR, "freeze_stages": FREEZE}
 SAFA = {"backbone": NAME, "heads": COUNT, "share_weights": FLAG,
         "pooling": Arg(str, choices=("mean", "max")), "pool5": FLAG, "dropout": DROPOUT}
-CONVNEXT_GAP = {"backbone": NAME, "drop_path_rate": Arg(float, Range(
-    0, 1, high_open=True, why="the probability of dropping a residual branch"))}
+DROP_PATH = Arg(float, Range(0, 1, high_open=True,
+                             why="the probability of dropping a residual branch"))
+CONVNEXT_GAP = {"backbone": NAME, "drop_path_rate": DROP_PATH}
 LRFR = {"backbone": NAME, "gsra_groups": COUNT, "clusters": COUNT, "cluster_dim": COUNT,
         "salad_hidden": COUNT, "dropout": DROPOUT, "share_weights": FLAG, "query_view": NAME,
-        "gsra": FLAG, "aggregator": NAME, "aggregator_args": ARGS}
+        "gsra": FLAG, "aggregator": NAME, "aggregator_args": ARGS, "drop_path_rate": DROP_PATH}
 ASAVG = {"backbone": NAME, **MIXVPR, "sfe_after_stage": COUNT, "align_normalize": FLAG,
          "n_crops": Arg(int, Range(1), optional=True), "sfe": FLAG, "asa": FLAG,
          "aggregator": NAME, "aggregator_args": ARGS}
