@@ -8,7 +8,8 @@ copy's geobench must be the one imported). A mutant is killed when the tests fai
 when they pass, stale when its patch no longer applies (not counted as survived).
 
     python benchmarks/mutation/semantic/run.py              # every mutant
-    python benchmarks/mutation/semantic/run.py 001 007      # only these ids
+    python benchmarks/mutation/semantic/run.py 001 007      # only these ids, in this order
+    python benchmarks/mutation/semantic/run.py --score 001 007   # ... and record the score
     python benchmarks/mutation/semantic/run.py --no-score   # do not append to scores.csv
 
 Writes the status column of catalogue.csv (a row marked equivalent stays equivalent while it
@@ -106,13 +107,17 @@ def main() -> None:
     ap.add_argument("ids", nargs="*", help="mutant ids to run (default: all)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant")
     ap.add_argument("--no-score", action="store_true", help="do not append to scores.csv")
+    ap.add_argument("--score", action="store_true",
+                    help="append to scores.csv even for a subset of ids (marked 'subset')")
     args = ap.parse_args()
     cat = HERE / "catalogue.csv"
     with cat.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    chosen = [r for r in rows if not args.ids or r["id"] in args.ids]
-    if args.ids and len(chosen) != len(set(args.ids)):
-        raise SystemExit(f"run.py: unknown ids {sorted(set(args.ids) - {r['id'] for r in rows})}")
+    by_id = {r["id"]: r for r in rows}
+    unknown = sorted(set(args.ids) - set(by_id))
+    if unknown:
+        raise SystemExit(f"run.py: unknown ids {unknown}")
+    chosen = [by_id[i] for i in args.ids] if args.ids else rows  # in the order given
     results = []
     for row in chosen:
         status, took = run_one(row, args.timeout)
@@ -125,10 +130,10 @@ def main() -> None:
             row["status"] = status
         results.append((row["id"], status, round(took, 1)))
         print(f"{row['id']} {status:10s} {took:6.1f}s  {row['description']}", flush=True)
-    with cat.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+        with cat.open("w", newline="") as f:  # after each mutant: a stopped run keeps its results
+            w = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
     with (HERE / "results.csv").open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["id", "status", "seconds"])
@@ -140,7 +145,7 @@ def main() -> None:
     score = 100.0 * killed / (n - equiv) if n - equiv else 0.0
     print(f"mutants {n} (+{stale} stale), killed {killed}, equivalent {equiv}, "
           f"survived {n - killed - equiv}: score {score:.1f} %")
-    if args.no_score or args.ids:
+    if args.no_score or (args.ids and not args.score):
         return
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.strip()
@@ -149,8 +154,10 @@ def main() -> None:
     with scores.open("a", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         if new:
-            w.writerow(["date", "commit", "n", "killed", "equivalent", "stale", "score_pct"])
-        w.writerow([dt.date.today().isoformat(), commit, n, killed, equiv, stale, f"{score:.1f}"])
+            w.writerow(["date", "commit", "run", "n", "killed", "equivalent", "stale", "score_pct"])
+        run = f"subset of {len(rows)}" if args.ids else "all"
+        w.writerow([dt.date.today().isoformat(), commit, run, n, killed, equiv, stale,
+                    f"{score:.1f}"])
 
 
 if __name__ == "__main__":
