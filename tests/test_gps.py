@@ -92,3 +92,26 @@ def test_enu_round_trip_and_axes():
     e2, n2, u2 = gps.latlon_to_enu(lat, lon, lat0, lon0, h, h0)
     assert np.abs(np.stack([e2 - east, n2 - north, u2 - up])).max() < 1e-6
 
+
+
+def test_haversine_uses_both_latitudes():
+    # Independent value: the angle between the two unit vectors (arccos is precise at 1000 km).
+    def unit(lat, lon):
+        p, lam = np.radians(lat), np.radians(lon)
+        return np.array([np.cos(p) * np.cos(lam), np.cos(p) * np.sin(lam), np.sin(p)])
+
+    for a, b in (((10.0, 0.0), (20.0, 5.0)), ((-35.0, 150.0), (-30.0, 140.0)), ((60.0, 10.0), (61.0, 30.0))):
+        want = gps.EARTH_RADIUS_M * np.arccos(np.clip(unit(*a) @ unit(*b), -1, 1))
+        assert gps.haversine_m(*a, *b) == pytest.approx(want, rel=1e-9)
+        assert gps.haversine_m(*b, *a) == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("lat, lon, zone", [
+    (56.0, 3.0, 32), (63.999, 3.0, 32), (63.999, 11.999, 32),   # inside the Norway exception
+    (64.0, 3.0, 31), (64.0, 5.0, 31), (55.999, 3.0, 31),        # its latitude band is [56, 64)
+    (60.0, 2.999, 31), (60.0, 12.0, 33),                          # its longitudes are [3, 12)
+    (72.0, 8.0, 31), (71.999, 8.0, 32), (72.0, 9.0, 33), (72.0, 20.999, 33), (72.0, 21.0, 35),
+    (84.0, 33.0, 37), (84.0, 41.999, 37), (84.0, 42.0, 38),
+])
+def test_utm_zone_exceptions_at_their_edges(lat, lon, zone):
+    assert gps.utm_zone(lat, lon) == zone

@@ -170,3 +170,12 @@ def test_great_circle():
                          np.array([-75.0 + 1e-5]))
     assert d[0] == pytest.approx(M.EARTH_RADIUS_M * np.radians(1e-5) * np.cos(np.radians(40)),
                                  rel=1e-6)
+
+
+def test_error_summary_is_computed_in_float64_whatever_the_input_dtype():
+    rng = np.random.default_rng(3)
+    errors = (rng.random(10_001) * 40).astype(np.float32)
+    want = M.error_summary(errors.astype(np.float64))
+    got = M.error_summary(errors)
+    assert got == want  # bit for bit: a float32 mean differs in its last digits
+    assert want["error_mean_m"] == float(np.mean(errors.astype(np.float64)))

@@ -285,3 +285,20 @@ def test_unpinned_entries_need_the_option_and_skip_torchs_cache(server, homes, m
         {"name": "r50.paper", "url": f"{base}/model.safetensors", "sha256": digest, "format": "timm"}])
     mine = load_weights_catalog(pinned)["r50.paper"]
     assert mine.pinned and fetch_weights(mine).sha256 == digest
+
+
+def test_a_pinned_hash_is_compared_on_every_digit_it_gives():
+    from geobench.models.pretrained import WeightsEntry, _matches
+
+    digest = hashlib.sha256(b"weights").hexdigest()
+    other = digest[:8] + ("0" if digest[8] != "0" else "1") + digest[9:]  # same first 8 digits
+
+    def entry(sha: str) -> WeightsEntry:
+        return WeightsEntry(name="x", backbone="resnet50", url=f"https://e.org/x-{sha[:8]}.pth",
+                            sha256=sha, format="torchvision", license="mit", source="test")
+
+    assert _matches(entry(digest), digest)
+    assert not _matches(entry(digest), other)         # a full hash: all 64 digits count
+    assert _matches(entry(digest[:12]), digest)       # a prefix: each of its digits counts
+    assert not _matches(entry(digest[:12]), other)
+    assert not _matches(entry(digest[:8]), "f" * 64 if digest[0] != "f" else "0" * 64)
