@@ -141,7 +141,10 @@ def test_attention_maps_of_a_tiny_mcgra(tmp_path):
     from geobench.viz.attention import attention_figures, branch_maps
 
     torch.manual_seed(0)
-    model = cards.build("mcgra", "tiny", {})
+    # 64x256 (not the preset's 32x176): a 2x11 map of a random network can have no
+    # positive Grad-CAM cell at all, which would test nothing
+    size = {"ground": (64, 256), "polar": (64, 256)}
+    model = cards.build("mcgra", "tiny", {"input_size": size})
     h, w = model.card.input_size["ground"]
     q = torch.randn(3, h, w)
     r = torch.randn(3, h, w)
@@ -156,7 +159,8 @@ def test_attention_maps_of_a_tiny_mcgra(tmp_path):
     ds = write_world(tmp_path, n_train=1, n_test=2, pano_size=(h, w), aerial_size=64)
     run = tmp_path / "run"
     run.mkdir()
-    save_checkpoint(run / "checkpoint.pt", {"model": "mcgra", "model_args": {"preset": "tiny"},
+    save_checkpoint(run / "checkpoint.pt", {"model": "mcgra", "model_args": {"preset": "tiny",
+                                                                             "input_size": size},
                                             "model_state": model.state_dict(), "step": 0})
     paths = attention_figures(run, ds, tmp_path / "att", queries=1)
     assert [p.name for p in paths] == ["attention_q1.png"]
