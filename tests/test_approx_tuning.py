@@ -128,7 +128,7 @@ def test_speedup_compares_search_with_search(world, monkeypatch):
     (["--search", "faiss:IVF8,Flat", "--nprobe", "0"], "--nprobe '0'"),
     (["--search", "faiss:HNSW8", "--ef-search", "-3"], "--ef-search '-3'"),
     (["--search", "faiss:IVF8,Flat", "--nprobe", "auto", "--max-loss", "150"],
-     "--max-loss 150.0: use points of R@1 between 0 and 100"),
+     "--max-loss 150: must be a number in [0, 100] (points of R@1"),
     (["--search", "faiss:IVF8,Flat", "--nprobe", "auto", "--exact-sample", "0"],
      "--nprobe auto tunes on the exact sample: set --exact-sample above 0"),
     (["--search", "faiss:HNSW8", "--nprobe", "auto"], "--nprobe does not apply to faiss:HNSW8"),
