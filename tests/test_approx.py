@@ -102,3 +102,12 @@ def test_cli_writes_and_report_shows_approximate_rows(invoke, tmp_path):
                   "-q").exit_code == 0
     table = invoke("report", tmp_path / "runs", "--format", "md").stdout
     assert "faiss:HNSW16 (efSearch=8)" in table and "R@1 lost" in table
+
+
+def test_faiss_padding_is_never_a_positive():
+    from geobench.eval.approx import _first_positive
+
+    # faiss pads a short top-k row with -1; reference 0 is a positive of both queries
+    top_i = np.array([[3, -1, -1], [5, 0, -1]], dtype=np.int64)
+    pos = CSR.from_lists([[0], [0]])
+    assert _first_positive(top_i, 0, pos).tolist() == [-1, 1]

@@ -310,3 +310,11 @@ def test_quick_is_a_smoke_run_and_the_gate_measures_only_gated_rows(tmp_path, mo
     assert full.exit_code == 0, full.output
     with open(tmp_path / "full" / "bench.csv", newline="") as handle:
         assert {r["params"] for r in csv.DictReader(handle)} == {"smoke=0"}
+
+
+@pytest.mark.parametrize("direction, sign", [("<=", 1.0), (">=", -1.0)])
+def test_a_zero_valued_row_keeps_its_direction(direction, sign):
+    # counts that can be 0 (mismatches) skip the log model; positive change = worse
+    assert compare(direction, [[0.0, 0.0]], [2.0, 2.0]).change == sign * 2.0
+    assert compare(direction, [[0.0, 4.0, 4.0]], [2.0]).change == sign * -0.5
+    assert compare(direction, [[3.0]], [0.0]).change == sign * -1.0

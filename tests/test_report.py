@@ -177,3 +177,19 @@ def test_plot_legend_chance_and_bad_outputs(tmp_path):
     k, rec = chance_curve(np.array([1, 1, 2, 0]), 100, 100)
     assert rec[0] == pytest.approx(100 * (1 / 100 + 1 / 100 + 2 / 100) / 4)
     assert rec[-1] == pytest.approx(75.0)
+
+
+def test_check_treats_a_rise_in_metre_error_as_a_drop(runs, tmp_path):
+    table = collect([runs])
+    table["error_mean_m"] = 10.0
+    baseline = tmp_path / "baseline.csv"
+    write_metrics(baseline, table.drop(columns=["path", "kind"]).to_dict("records"))
+    good = table["run"] == "good"
+    worse, better = table.copy(), table.copy()
+    worse.loc[good, "error_mean_m"] = 12.5   # 2.5 m more error: worse
+    better.loc[good, "error_mean_m"] = 7.5   # 2.5 m less: better, never a failure
+    failed = check_table(worse, baseline, tolerance=1.0)
+    assert not failed.ok and failed.failures == 1
+    assert any(ln.startswith("FAIL") and "error_mean_m" in ln for ln in failed.lines)
+    assert check_table(worse, baseline, tolerance=3.0).ok
+    assert check_table(better, baseline, tolerance=0.0).ok

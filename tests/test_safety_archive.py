@@ -231,3 +231,12 @@ def test_url_naming_no_file_is_one_line(server, tmp_path, invoke, tail):  # noqa
     assert set(os.listdir(tmp_path)) == set()
     with pytest.raises(UsageError):
         download_url(f"{server}/a/..", tmp_path, "0" * 64)
+
+
+def test_member_names_that_climb_out_are_refused_however_they_are_spelled():
+    from geobench.archive import _inside
+
+    for bad in ("..", "../x", "a/../../x", "a/b/../../../x", "./../x", "/x", "\\x", "C:x", ""):
+        assert not _inside(bad), bad
+    for good in ("x", "a/../b", "a/./b", "a/b/../c", "..x", "x.."):
+        assert _inside(good), good

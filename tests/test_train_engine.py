@@ -146,3 +146,22 @@ def test_schedules():
     assert lin(0) == 1.0 and lin(100) == pytest.approx(1 - 1 / 1.05)
     staged = LrFactor("staged", 100, milestones=[30, 50], gamma=0.1)
     assert (staged(29), staged(30), staged(50)) == (1.0, pytest.approx(0.1), pytest.approx(0.01))
+
+
+def test_best_pt_keeps_the_first_epoch_of_the_highest_r1():
+    # The selection rule alone (a run object without a model): a later tie is not better.
+    from types import SimpleNamespace
+
+    from geobench.train.engine import _Run
+
+    run = object.__new__(_Run)
+    run.step, run.log, run.best, run.best_hits, run.hits = 0, [], None, None, None
+    run.cfg = SimpleNamespace(batch_size=2)
+    run.optimizer = SimpleNamespace(param_groups=[{"lr": 0.1}])
+    run.validation = SimpleNamespace(split="val", source="dataset", n_queries=10,
+                                     to_json=lambda: {"selection_reliable": False})
+    picks = [run._record(epoch, 1.0, 1.0, 0.0, 1, {"r@1": r1})
+             for epoch, r1 in enumerate([50.0, 50.0, 49.0, 60.0, 60.0])]
+    assert picks == [True, False, False, True, False]
+    assert (run.best["epoch"], run.best["value"]) == (4, 60.0)
+    assert run._record(5, 1.0, 1.0, 0.0, 1, {}) is False  # no R@1: never selected
