@@ -240,3 +240,20 @@ def test_member_names_that_climb_out_are_refused_however_they_are_spelled():
         assert not _inside(bad), bad
     for good in ("x", "a/../b", "a/./b", "a/b/../c", "..x", "x.."):
         assert _inside(good), good
+
+
+def test_a_link_into_a_sibling_whose_name_extends_the_staging_folder_is_refused(tmp_path):
+    # Containment is by path components, not by string prefix: stage-evil is not in stage.
+    from geobench.archive import Member, _extract_into
+
+    staging, sibling = tmp_path / "stage", tmp_path / "stage-evil"
+    staging.mkdir()
+    sibling.mkdir()
+    link = Member(name="l", kind="symlink", size=0, link="../stage-evil", mode=0o777,
+                  mtime=0.0, source=None)
+    with pytest.raises(DataError, match="resolves outside"):
+        _extract_into(tmp_path / "a.tar", [link], None, staging)
+    inner = Member(name="m", kind="symlink", size=0, link="../stage/sub", mode=0o777,
+                   mtime=0.0, source=None)
+    (staging / "sub").mkdir()
+    _extract_into(tmp_path / "b.tar", [inner], None, staging)  # back into itself: allowed
