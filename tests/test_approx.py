@@ -111,3 +111,14 @@ def test_faiss_padding_is_never_a_positive():
     top_i = np.array([[3, -1, -1], [5, 0, -1]], dtype=np.int64)
     pos = CSR.from_lists([[0], [0]])
     assert _first_positive(top_i, 0, pos).tolist() == [-1, 1]
+
+
+def test_a_positive_beyond_the_searched_top_k_is_a_miss():
+    q, r, _ = _clustered(50, 3000, 32, seed=2)
+    worst = (q @ r.T).argmin(axis=1)  # each query's least similar reference: far beyond top-k
+    pos = CSR.from_lists([[int(w)] for w in worst])
+    exact = evaluate(q, r, pos, "pairs", EvalOptions())
+    flat = evaluate(q, r, pos, "pairs", EvalOptions(search="faiss:Flat", exact_sample=10))
+    assert (exact.ranks == 2999).all()
+    assert (flat.ranks == 3000).all()  # not found: n_reference, never the width of the top-k
+    assert flat.metrics["r@1"] == 0.0
