@@ -132,8 +132,10 @@ def test_every_writer_on_a_small_tmpfs(tmp_path):
     results = {r["key"]: r for r in map(json.loads, res.stdout.strip().splitlines())}
     assert set(results) == set(cmds), res.stdout
     for key, r in results.items():
-        # advice printed before the work starts (train's paper-size notice) is not the error
-        lines = [ln for ln in r["err"].strip().splitlines() if not ln.startswith("note: ")]
+        # advice printed before the work starts (train's paper-size notice, the warning that a
+        # tiny validation carve picks best.pt on noise) is not the error
+        lines = [ln for ln in r["err"].strip().splitlines()
+                 if not ln.startswith(("note: ", "warning: "))]
         assert r["rc"] == 2 and len(lines) == 1, (key, r)
         assert lines[0].startswith("error: ") and "bytes" in lines[0], (key, r)
         assert "disk full" in lines[0] or "free" in lines[0], (key, r)
