@@ -55,6 +55,10 @@ class Holder(nn.Module):
     def __init__(self, name: str, module: nn.Module) -> None:
         super().__init__()
         self.add_module(name, module)
+        self.held = name
+
+    def forward(self, *args, **kwargs):  # what callers of `model.backbone` expect
+        return getattr(self, self.held)(*args, **kwargs)
 
 
 class DinoModel(GeoModel):
